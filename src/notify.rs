@@ -1,0 +1,474 @@
+/*!
+Waking and waiting: the only module that parks a thread.
+
+* [`Notifier`] is a registry of subscriptions keyed by what a waiter cares
+  about (a channel, a thread, a DM recipient, or "any broadcast"). When a
+  message commits, the store's commit hook calls [`Notifier::notify_posted`],
+  which bumps a counter in each matching subscription and signals its
+  condvar. Waiters then re-run their full query; a spurious wake costs one
+  query, a missed one is impossible because a waiter subscribes *before*
+  it first queries and compares counters, not flags.
+* [`Alarm`] is a cancellable sleep for timers (expiry, shutdown, relay and
+  watcher intervals).
+* [`Queue`] is the blocking job queue between the accept pump and the
+  worker pool.
+
+Nothing here touches SQLite or HTTP, and no lock in this module is held
+while calling out of it.
+*/
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::store::Posted;
+
+/// What a waiter is interested in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// Any message without a recipient.
+    Broadcast,
+    /// Broadcast messages in one channel.
+    Channel(String),
+    /// Broadcast messages in one thread.
+    Thread(String),
+    /// Direct messages to one agent.
+    Recipient(String),
+}
+
+impl Key {
+    /// The keys a committed message wakes.
+    pub fn of(p: &Posted) -> Vec<Key> {
+        match &p.to_agent {
+            Some(to) => vec![Key::Recipient(to.clone())],
+            None => {
+                let mut keys = vec![Key::Broadcast, Key::Channel(p.channel.clone())];
+                if let Some(t) = &p.thread_id {
+                    keys.push(Key::Thread(t.clone()));
+                }
+                keys
+            }
+        }
+    }
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Something matching may have committed; re-check.
+    Signaled,
+    /// The deadline passed.
+    TimedOut,
+    /// The hub is stopping; answer with what you have.
+    Shutdown,
+}
+
+struct Cell {
+    state: Mutex<CellState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct CellState {
+    seq: u64,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    cells: HashMap<u64, (Vec<Key>, Arc<Cell>)>,
+    by_key: HashMap<Key, HashSet<u64>>,
+}
+
+/// The wake-up registry shared by every waiter in one hub.
+#[derive(Default)]
+pub struct Notifier {
+    registry: Mutex<Registry>,
+    /// Signalled when the first subscription appears (for the watcher).
+    has_waiters: Condvar,
+    shutdown: AtomicBool,
+}
+
+/// A registered interest. Dropping it unregisters.
+pub struct Subscription {
+    id: u64,
+    cell: Arc<Cell>,
+    notifier: Arc<Notifier>,
+    seen: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Notifier {
+    pub fn new() -> Arc<Notifier> {
+        Arc::new(Notifier::default())
+    }
+
+    /// Registers interest in `keys`. Subscribe first, then query: anything
+    /// that commits after this call is guaranteed to wake [`Subscription::wait`].
+    pub fn subscribe(self: &Arc<Self>, keys: Vec<Key>) -> Subscription {
+        let cell = Arc::new(Cell {
+            state: Mutex::new(CellState {
+                seq: 0,
+                closed: self.shutdown.load(Ordering::SeqCst),
+            }),
+            cv: Condvar::new(),
+        });
+        let mut reg = lock(&self.registry);
+        let id = reg.next_id;
+        reg.next_id += 1;
+        for k in &keys {
+            reg.by_key.entry(k.clone()).or_default().insert(id);
+        }
+        reg.cells.insert(id, (keys, cell.clone()));
+        if reg.cells.len() == 1 {
+            self.has_waiters.notify_all();
+        }
+        drop(reg);
+        Subscription {
+            id,
+            cell,
+            notifier: self.clone(),
+            seen: 0,
+        }
+    }
+
+    /// Wakes every subscription registered under any of `keys`.
+    pub fn notify(&self, keys: &[Key]) {
+        let cells: Vec<Arc<Cell>> = {
+            let reg = lock(&self.registry);
+            let mut ids = HashSet::new();
+            for k in keys {
+                if let Some(set) = reg.by_key.get(k) {
+                    ids.extend(set.iter().copied());
+                }
+            }
+            ids.iter()
+                .filter_map(|id| reg.cells.get(id).map(|(_, c)| c.clone()))
+                .collect()
+        };
+        for cell in cells {
+            lock(&cell.state).seq += 1;
+            cell.cv.notify_all();
+        }
+    }
+
+    /// Wakes the waiters interested in these committed messages.
+    pub fn notify_posted(&self, posted: &[Posted]) {
+        if posted.is_empty() {
+            return;
+        }
+        let mut keys: Vec<Key> = Vec::new();
+        for p in posted {
+            for k in Key::of(p) {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        self.notify(&keys);
+    }
+
+    /// Wakes every waiter for good: the hub is stopping.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        let cells: Vec<Arc<Cell>> = lock(&self.registry)
+            .cells
+            .values()
+            .map(|(_, c)| c.clone())
+            .collect();
+        for cell in cells {
+            lock(&cell.state).closed = true;
+            cell.cv.notify_all();
+        }
+        self.has_waiters.notify_all();
+    }
+
+    pub fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// Number of live subscriptions.
+    pub fn waiter_count(&self) -> usize {
+        lock(&self.registry).cells.len()
+    }
+
+    /// Parks until at least one subscription exists or the hub stops.
+    pub fn wait_for_waiters(&self) {
+        let mut reg = lock(&self.registry);
+        while reg.cells.is_empty() && !self.is_shutdown() {
+            reg = self
+                .has_waiters
+                .wait(reg)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Subscription {
+    /// Parks until a matching commit, the deadline, or shutdown. Signals
+    /// that arrived since the previous call (or since subscribing) return
+    /// at once, so nothing that commits between a query and this call is lost.
+    pub fn wait(&mut self, deadline: Instant) -> Wake {
+        let mut st = lock(&self.cell.state);
+        loop {
+            if st.closed {
+                return Wake::Shutdown;
+            }
+            if st.seq != self.seen {
+                self.seen = st.seq;
+                return Wake::Signaled;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Wake::TimedOut;
+            }
+            st = self
+                .cell
+                .cv
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// True once the hub has started stopping.
+    pub fn is_shutdown(&self) -> bool {
+        lock(&self.cell.state).closed
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut reg = lock(&self.notifier.registry);
+        if let Some((keys, _)) = reg.cells.remove(&self.id) {
+            for k in keys {
+                if let Some(set) = reg.by_key.get_mut(&k) {
+                    set.remove(&self.id);
+                    if set.is_empty() {
+                        reg.by_key.remove(&k);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A cancellable sleep: [`Alarm::sleep_until`] returns early when rung.
+#[derive(Default)]
+pub struct Alarm {
+    rung: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Alarm {
+    pub fn new() -> Arc<Alarm> {
+        Arc::new(Alarm::default())
+    }
+
+    /// Sleeps until `deadline`; returns true if rung (and resets the bell).
+    pub fn sleep_until(&self, deadline: Instant) -> bool {
+        let mut rung = lock(&self.rung);
+        loop {
+            if *rung {
+                *rung = false;
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            rung = self
+                .cv
+                .wait_timeout(rung, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Sleeps for `d`; returns true if rung.
+    pub fn sleep(&self, d: Duration) -> bool {
+        self.sleep_until(Instant::now() + d)
+    }
+
+    /// Wakes the sleeper (or the next one, if none sleeps now).
+    pub fn ring(&self) {
+        *lock(&self.rung) = true;
+        self.cv.notify_all();
+    }
+}
+
+/// A blocking multi-producer, multi-consumer queue that can be closed.
+pub struct Queue<T> {
+    items: Mutex<(VecDeque<T>, bool)>,
+    cv: Condvar,
+}
+
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Queue {
+            items: Mutex::new((VecDeque::new(), false)),
+            cv: Condvar::new(),
+        }
+    }
+}
+
+impl<T> Queue<T> {
+    /// Adds an item; returns it back if the queue is closed.
+    pub fn push(&self, item: T) -> Result<(), T> {
+        let mut g = lock(&self.items);
+        if g.1 {
+            return Err(item);
+        }
+        g.0.push_back(item);
+        drop(g);
+        self.cv.notify_one();
+        Ok(())
+    }
+
+    /// Takes the next item, parking while empty; `None` once closed and drained.
+    pub fn pop(&self) -> Option<T> {
+        let mut g = lock(&self.items);
+        loop {
+            if let Some(item) = g.0.pop_front() {
+                return Some(item);
+            }
+            if g.1 {
+                return None;
+            }
+            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Refuses new items and wakes every consumer once the queue drains.
+    pub fn close(&self) {
+        lock(&self.items).1 = true;
+        self.cv.notify_all();
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.items).0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Sleeps the current thread; the one plain sleep in the crate, for
+/// bounded retry back-offs where no event can end the wait early.
+pub fn pause(d: Duration) {
+    std::thread::sleep(d);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn posted(channel: &str, to: Option<&str>, thread: Option<&str>) -> Posted {
+        Posted {
+            id: 1,
+            channel: channel.into(),
+            to_agent: to.map(Into::into),
+            thread_id: thread.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn matching_commit_wakes_and_other_channels_do_not() {
+        let n = Notifier::new();
+        let mut sub = n.subscribe(vec![Key::Channel("a".into())]);
+        n.notify_posted(&[posted("b", None, None)]);
+        assert_eq!(
+            sub.wait(Instant::now() + Duration::from_millis(20)),
+            Wake::TimedOut
+        );
+        n.notify_posted(&[posted("a", None, None)]);
+        assert_eq!(
+            sub.wait(Instant::now() + Duration::from_secs(5)),
+            Wake::Signaled
+        );
+    }
+
+    #[test]
+    fn signal_before_wait_is_not_lost() {
+        let n = Notifier::new();
+        let mut sub = n.subscribe(vec![Key::Broadcast]);
+        n.notify(&[Key::Broadcast]);
+        let start = Instant::now();
+        assert_eq!(sub.wait(start + Duration::from_secs(5)), Wake::Signaled);
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn dm_wakes_only_its_recipient() {
+        let n = Notifier::new();
+        let mut bob = n.subscribe(vec![Key::Broadcast, Key::Recipient("bob".into())]);
+        let mut eve = n.subscribe(vec![Key::Broadcast, Key::Recipient("eve".into())]);
+        n.notify_posted(&[posted("direct", Some("bob"), None)]);
+        assert_eq!(
+            bob.wait(Instant::now() + Duration::from_secs(5)),
+            Wake::Signaled
+        );
+        assert_eq!(
+            eve.wait(Instant::now() + Duration::from_millis(20)),
+            Wake::TimedOut
+        );
+    }
+
+    #[test]
+    fn wakes_across_threads_and_shutdown_releases_everyone() {
+        let n = Notifier::new();
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let mut sub = n.subscribe(vec![Key::Thread("t".into())]);
+                std::thread::spawn(move || sub.wait(Instant::now() + Duration::from_secs(30)))
+            })
+            .collect();
+        n.notify_posted(&[posted("general", None, Some("t"))]);
+        for h in handles {
+            assert_eq!(h.join().unwrap(), Wake::Signaled);
+        }
+        let mut sub = n.subscribe(vec![Key::Broadcast]);
+        let h = std::thread::spawn(move || sub.wait(Instant::now() + Duration::from_secs(30)));
+        n.shutdown();
+        assert_eq!(h.join().unwrap(), Wake::Shutdown);
+        assert_eq!(n.waiter_count(), 0);
+    }
+
+    #[test]
+    fn unsubscribe_on_drop() {
+        let n = Notifier::new();
+        {
+            let _a = n.subscribe(vec![Key::Broadcast, Key::Channel("x".into())]);
+            assert_eq!(n.waiter_count(), 1);
+        }
+        assert_eq!(n.waiter_count(), 0);
+        assert!(lock(&n.registry).by_key.is_empty());
+    }
+
+    #[test]
+    fn alarm_rings_early_and_times_out() {
+        let a = Alarm::new();
+        assert!(!a.sleep(Duration::from_millis(10)));
+        let a2 = a.clone();
+        let h = std::thread::spawn(move || a2.sleep(Duration::from_secs(30)));
+        std::thread::sleep(Duration::from_millis(20));
+        a.ring();
+        assert!(h.join().unwrap());
+    }
+
+    #[test]
+    fn queue_drains_then_closes() {
+        let q: Arc<Queue<u32>> = Arc::new(Queue::default());
+        q.push(1).unwrap();
+        q.close();
+        assert_eq!(q.push(2), Err(2));
+        assert_eq!(q.pop(), Some(1));
+        assert_eq!(q.pop(), None);
+    }
+}

@@ -1,0 +1,184 @@
+/*!
+`GET /v1/stream`: server-sent events (spec §8, with the §15 item 23 fixes).
+
+Each event carries `id: <message id>` so `EventSource` resumes with
+`Last-Event-ID`; multi-channel filters run in SQL, so the cursor never
+stalls; a `: keepalive` comment every 15 s detects dead peers (the write
+fails and the thread ends); the stream touches presence at start and
+every `clamp(TTL/3, 1, 30)` seconds. The stream parks on the same
+notifier as long-polls, so events arrive the moment they commit.
+*/
+
+use std::io::Write;
+use std::time::Instant;
+
+use crate::api::{Call, Outcome};
+use crate::error::{Error, Result};
+use crate::hub::State;
+use crate::notify::{Key, Subscription, Wake};
+use crate::store::EventQuery;
+
+/// Rows fetched per query while catching up on a backlog.
+const BATCH: i64 = 500;
+
+/// An SSE stream ready to run.
+pub struct Stream {
+    pub agent_id: String,
+    pub channels: Vec<String>,
+    pub cursor: i64,
+    pub exclude_self: bool,
+    sub: Subscription,
+}
+
+/// Validates the request (errors are normal JSON answers, sent before any
+/// stream header) and subscribes.
+pub fn open(s: &State, c: &Call) -> Result<Outcome> {
+    let q = &c.query;
+    let agent = q
+        .get("agent_id")
+        .ok_or_else(|| Error::bad("agent_id query parameter is required"))?
+        .to_string();
+    let channels: Vec<String> = q
+        .get("channels")
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let since = q.since_id().map_err(Error::bad)?;
+    let cursor = match c
+        .last_event_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        Some(v) => crate::input::py_int(v)
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| Error::bad("Last-Event-ID must be a non-negative integer"))?,
+        None => since,
+    };
+    let mut keys = vec![Key::Recipient(agent.clone())];
+    if channels.is_empty() {
+        keys.push(Key::Broadcast);
+    } else {
+        keys.extend(channels.iter().cloned().map(Key::Channel));
+    }
+    let sub = s.notifier.subscribe(keys);
+    Ok(Outcome::Stream(Stream {
+        agent_id: agent,
+        channels,
+        cursor,
+        exclude_self: q.flag("exclude_self"),
+        sub,
+    }))
+}
+
+/// Writes framed payloads: chunked for HTTP/1.1, close-delimited for 1.0.
+struct Framer {
+    out: Box<dyn Write + Send>,
+    chunked: bool,
+}
+
+impl Framer {
+    fn send(&mut self, payload: &str) -> std::io::Result<()> {
+        if payload.is_empty() {
+            return Ok(());
+        }
+        if self.chunked {
+            write!(self.out, "{:x}\r\n{payload}\r\n", payload.len())?;
+        } else {
+            self.out.write_all(payload.as_bytes())?;
+        }
+        self.out.flush()
+    }
+
+    fn finish(&mut self) {
+        if self.chunked {
+            let _ = self.out.write_all(b"0\r\n\r\n");
+        }
+        let _ = self.out.flush();
+    }
+}
+
+/// Runs a stream until the peer goes away or the hub stops.
+pub fn run(s: &State, mut st: Stream, out: Box<dyn Write + Send>, http10: bool) {
+    let mut f = Framer {
+        out,
+        chunked: !http10,
+    };
+    let head = format!(
+        "HTTP/{} 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: {}\r\nX-Accel-Buffering: no\r\nX-Arc-Instance: {}\r\nServer: arc-hub/{}\r\n{}\r\n",
+        if http10 { "1.0" } else { "1.1" },
+        if http10 { "close" } else { "keep-alive" },
+        s.instance_id,
+        crate::hub::VERSION,
+        if http10 {
+            ""
+        } else {
+            "Transfer-Encoding: chunked\r\n"
+        },
+    );
+    if f.out.write_all(head.as_bytes()).is_err() || f.send("retry: 3000\n\n").is_err() {
+        return;
+    }
+    let _ = s.store.touch(&st.agent_id);
+    let touch_every = crate::api::touch_interval(s.config.presence_ttl_sec);
+    let mut next_touch = Instant::now() + touch_every;
+    let mut next_beat = Instant::now() + s.config.sse_keepalive;
+    loop {
+        let q = EventQuery {
+            agent_id: st.agent_id.clone(),
+            channels: st.channels.clone(),
+            thread_id: None,
+            since_id: st.cursor,
+            limit: BATCH,
+            exclude_self: st.exclude_self,
+        };
+        let rows = match s.store.events(&q) {
+            Ok(rows) => rows,
+            Err(e) if e.is_busy() => Vec::new(),
+            Err(_) => break,
+        };
+        if !rows.is_empty() {
+            let mut payload = String::new();
+            for m in &rows {
+                let json = serde_json::to_string(m).unwrap_or_default();
+                payload.push_str(&format!("id: {}\ndata: {json}\n\n", m.id));
+                st.cursor = st.cursor.max(m.id);
+            }
+            if f.send(&payload).is_err() {
+                return;
+            }
+            next_beat = Instant::now() + s.config.sse_keepalive;
+            if rows.len() as i64 == BATCH {
+                continue;
+            }
+        }
+        loop {
+            match st.sub.wait(next_beat.min(next_touch)) {
+                Wake::Signaled => break,
+                Wake::Shutdown => {
+                    f.finish();
+                    return;
+                }
+                Wake::TimedOut => {
+                    let now = Instant::now();
+                    if now >= next_beat {
+                        if f.send(": keepalive\n\n").is_err() {
+                            return;
+                        }
+                        next_beat = now + s.config.sse_keepalive;
+                    }
+                    if now >= next_touch {
+                        let _ = s.store.touch(&st.agent_id);
+                        next_touch = now + touch_every;
+                    }
+                }
+            }
+        }
+    }
+    f.finish();
+}

@@ -1,0 +1,1699 @@
+/*!
+The SQLite store: the only file in the crate that contains SQL.
+
+One `rusqlite::Connection` behind a mutex. Every read-modify-write runs in
+a `BEGIN IMMEDIATE` transaction, so it is atomic against other threads and
+against other hub processes sharing the same file (spec §1.3 mode 2).
+
+The schema is the reference's, frozen (spec §3.1): no column is ever added,
+removed or reordered, timestamps are written as `YYYY-MM-DDTHH:MM:SSZ`,
+and `PRAGMA user_version` stays 0, so a Python hub can open the same file
+before, during and after us.
+
+Presence expiry lives here as one routine, [`Tx::expire_due`], which runs at
+the start of every write transaction: a session past its TTL is expired and
+its claims and locks recovered before anything in that transaction could
+touch (and so revive) it (spec §15.1 items 1, 3 and 7).
+
+Every write transaction collects the messages it inserted and the log lines
+it produced; after the commit they are handed to the commit hook (which
+wakes long-poll waiters and prints lifecycle lines). The store itself never
+parks, never logs and knows nothing about HTTP.
+*/
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::time;
+use crate::wire::{
+    Bootstrap, Channel, Claim, Lock, Message, Session, Task, ThreadDetail, ThreadSummary,
+};
+
+/// Highest message id the protocol allows (2^53 − 1, exact in JavaScript).
+pub const MAX_MESSAGE_ID: i64 = (1 << 53) - 1;
+
+/// Longest lease we grant: ten years, well inside the timestamp range.
+pub const MAX_TTL_SEC: i64 = 315_360_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS channels(
+  name TEXT PRIMARY KEY,
+  created_at TEXT NOT NULL,
+  created_by TEXT,
+  metadata_json TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS messages(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  ts TEXT NOT NULL,
+  from_agent TEXT NOT NULL,
+  to_agent TEXT,
+  channel TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  body TEXT NOT NULL,
+  attachments_json TEXT NOT NULL DEFAULT '[]',
+  reply_to INTEGER,
+  thread_id TEXT,
+  metadata_json TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS ix_m_ch ON messages(channel,id);
+CREATE INDEX IF NOT EXISTS ix_m_to ON messages(to_agent,id);
+CREATE INDEX IF NOT EXISTS ix_m_th ON messages(thread_id,id);
+CREATE TABLE IF NOT EXISTS sessions(
+  session_id TEXT PRIMARY KEY,
+  agent_id TEXT NOT NULL,
+  display_name TEXT NOT NULL,
+  capabilities_json TEXT NOT NULL DEFAULT '[]',
+  metadata_json TEXT NOT NULL DEFAULT '{}',
+  created_at TEXT NOT NULL,
+  last_seen TEXT NOT NULL,
+  active INTEGER NOT NULL DEFAULT 1);
+CREATE INDEX IF NOT EXISTS ix_s_ag ON sessions(agent_id);
+CREATE INDEX IF NOT EXISTS ix_s_ac ON sessions(active,last_seen);
+CREATE TABLE IF NOT EXISTS claims(
+  claim_key TEXT PRIMARY KEY,
+  thread_id TEXT,
+  task_message_id INTEGER,
+  owner_agent_id TEXT NOT NULL,
+  claimed_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL,
+  released_at TEXT,
+  metadata_json TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS ix_c_th ON claims(thread_id);
+CREATE TABLE IF NOT EXISTS locks(
+  file_path TEXT PRIMARY KEY,
+  agent_id TEXT NOT NULL,
+  locked_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL,
+  released_at TEXT,
+  metadata_json TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS ix_l_ag ON locks(agent_id);
+CREATE TABLE IF NOT EXISTS tasks(
+  task_id INTEGER PRIMARY KEY,
+  parent_task_id INTEGER,
+  channel TEXT NOT NULL,
+  thread_id TEXT,
+  status TEXT NOT NULL DEFAULT 'open',
+  created_at TEXT NOT NULL,
+  completed_at TEXT,
+  FOREIGN KEY(parent_task_id) REFERENCES tasks(task_id));
+CREATE INDEX IF NOT EXISTS ix_t_par ON tasks(parent_task_id);
+CREATE INDEX IF NOT EXISTS ix_t_st ON tasks(status);
+";
+
+const MSG_COLS: &str = "id, ts, from_agent, to_agent, channel, kind, body, attachments_json, reply_to, thread_id, metadata_json";
+const SESSION_COLS: &str = "session_id, agent_id, display_name, capabilities_json, metadata_json, created_at, last_seen, active";
+const CLAIM_COLS: &str = "claim_key, thread_id, task_message_id, owner_agent_id, claimed_at, expires_at, released_at, metadata_json";
+const LOCK_COLS: &str = "file_path, agent_id, locked_at, expires_at, released_at, metadata_json";
+const TASK_COLS: &str =
+    "task_id, parent_task_id, channel, thread_id, status, created_at, completed_at";
+
+/// What a committed write produced: inserted messages and log lines.
+#[derive(Debug, Default, Clone)]
+pub struct Committed {
+    pub posted: Vec<Posted>,
+    pub logs: Vec<String>,
+}
+
+/// The routing facts of an inserted message, for waking waiters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Posted {
+    pub id: i64,
+    pub channel: String,
+    pub to_agent: Option<String>,
+    pub thread_id: Option<String>,
+}
+
+type Hook = Box<dyn Fn(&Committed) + Send + Sync>;
+
+/// The hub's database.
+pub struct Store {
+    conn: Mutex<Connection>,
+    ttl_sec: i64,
+    journal_mode: String,
+    hook: OnceLock<Hook>,
+    /// Highest message id this process has seen (its own or a foreign one).
+    seen_max_id: AtomicI64,
+    /// Last `PRAGMA data_version` read by [`Store::foreign_commits`].
+    data_version: AtomicI64,
+}
+
+/// A message to insert, already validated by the API layer.
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    pub from_agent: String,
+    pub to_agent: Option<String>,
+    pub channel: String,
+    pub kind: String,
+    pub body: String,
+    pub attachments: Vec<Value>,
+    pub reply_to: Option<i64>,
+    pub thread_id: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub parent_task_id: Option<i64>,
+}
+
+/// Filters for `GET /v1/messages` and `GET /v1/inbox`.
+#[derive(Debug, Clone, Default)]
+pub struct FeedQuery {
+    pub channel: Option<String>,
+    pub thread_id: Option<String>,
+    pub since_id: i64,
+    pub limit: i64,
+    pub tail: bool,
+}
+
+/// Filters for `GET /v1/events` and `GET /v1/stream`.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub agent_id: String,
+    pub channels: Vec<String>,
+    pub thread_id: Option<String>,
+    pub since_id: i64,
+    pub limit: i64,
+    pub exclude_self: bool,
+}
+
+/// Which lease table an operation targets; claims and locks share logic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaseKind {
+    Claim,
+    Lock,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and applies the
+    /// schema and seed rows. Nothing existing is reset.
+    pub fn open(path: &Path, ttl_sec: i64) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let journal_mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        conn.execute_batch("PRAGMA foreign_keys=OFF;")?;
+        conn.execute_batch(SCHEMA)?;
+        let now = time::now();
+        conn.execute(
+            "INSERT OR IGNORE INTO channels(name, created_at, created_by, metadata_json) VALUES ('general', ?1, 'system', '{}'), ('direct', ?1, 'system', '{}')",
+            [&now],
+        )?;
+        let max_id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
+            r.get(0)
+        })?;
+        let data_version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            ttl_sec,
+            journal_mode: journal_mode.to_lowercase(),
+            hook: OnceLock::new(),
+            seen_max_id: AtomicI64::new(max_id),
+            data_version: AtomicI64::new(data_version),
+        })
+    }
+
+    /// Installs the function called after every commit that inserted
+    /// messages or produced log lines. Only the first call has an effect.
+    pub fn set_commit_hook(&self, hook: impl Fn(&Committed) + Send + Sync + 'static) {
+        let _ = self.hook.set(Box::new(hook));
+    }
+
+    /// The journal mode SQLite reports (`wal` when shared-file mode is safe).
+    pub fn journal_mode(&self) -> &str {
+        &self.journal_mode
+    }
+
+    /// `created_at` of the `general` channel: the database's birth time.
+    pub fn birth(&self) -> Result<Option<String>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT created_at FROM channels WHERE name = 'general'",
+                [],
+                |r| text(r, 0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Presence TTL in seconds.
+    pub fn ttl_sec(&self) -> i64 {
+        self.ttl_sec
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held rolled its transaction back when
+        // the transaction guard dropped, so the connection is still sound.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` inside `BEGIN IMMEDIATE`, expiring due sessions first.
+    fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now_s = time::now_secs();
+        let mut ctx = Tx {
+            tx: &tx,
+            now_s,
+            now: time::format(now_s),
+            ttl_sec: self.ttl_sec,
+            out: Committed::default(),
+        };
+        ctx.expire_due()?;
+        let value = f(&mut ctx)?;
+        let out = std::mem::take(&mut ctx.out);
+        drop(ctx);
+        tx.commit()?;
+        if let Some(max) = out.posted.iter().map(|p| p.id).max() {
+            self.seen_max_id.fetch_max(max, Ordering::SeqCst);
+        }
+        drop(conn);
+        if !(out.posted.is_empty() && out.logs.is_empty()) {
+            if let Some(hook) = self.hook.get() {
+                hook(&out);
+            }
+        }
+        Ok(value)
+    }
+
+    /// Runs `f` in a deferred (snapshot) read transaction.
+    fn read<T>(&self, f: impl FnOnce(&Connection, &str) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let now = time::now();
+        let value = f(&tx, &now)?;
+        tx.finish()?;
+        Ok(value)
+    }
+
+    /// Folds the WAL back into the database file (best effort, never blocks
+    /// other processes sharing the file).
+    pub fn checkpoint(&self) -> Result<()> {
+        let conn = self.lock();
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    // ----- sessions -------------------------------------------------------
+
+    /// `POST /v1/sessions`: register, refusing a fresh session unless `replace`.
+    pub fn create_session(
+        &self,
+        agent_id: &str,
+        display_name: &str,
+        capabilities: &[String],
+        metadata: &Map<String, Value>,
+        replace: bool,
+    ) -> Result<Session> {
+        self.write(|t| {
+            let current: Option<String> = t
+                .tx
+                .query_row(
+                    "SELECT last_seen FROM sessions WHERE agent_id = ?1 AND active = 1 ORDER BY created_at DESC LIMIT 1",
+                    [agent_id],
+                    |r| text(r, 0),
+                )
+                .optional()?
+                .flatten();
+            if let Some(last_seen) = current {
+                if last_seen >= t.cutoff() && !replace {
+                    return Err(Error::api(409, "agent_id already has an active session"));
+                }
+                t.tx.execute(
+                    "UPDATE sessions SET active = 0 WHERE agent_id = ?1 AND active = 1",
+                    [agent_id],
+                )?;
+            }
+            let session_id = crate::ids::uuid4();
+            t.tx.execute(
+                "INSERT INTO sessions(session_id, agent_id, display_name, capabilities_json, metadata_json, created_at, last_seen, active) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)",
+                params![
+                    session_id,
+                    agent_id,
+                    display_name,
+                    serde_json::to_string(capabilities)?,
+                    serde_json::to_string(metadata)?,
+                    t.now
+                ],
+            )?;
+            t.session_by_id(&session_id)
+        })
+    }
+
+    /// `POST /v1/sessions/{agent}/rename`.
+    pub fn rename_session(&self, agent_id: &str, display_name: &str) -> Result<Session> {
+        self.write(|t| {
+            let n = t.tx.execute(
+                "UPDATE sessions SET display_name = ?1, last_seen = ?2 WHERE agent_id = ?3 AND active = 1",
+                params![display_name, t.now, agent_id],
+            )?;
+            if n == 0 {
+                return Err(Error::not_found("no active session for agent_id"));
+            }
+            t.newest_session(agent_id)?
+                .ok_or_else(|| Error::not_found("no active session for agent_id"))
+        })
+    }
+
+    /// `DELETE /v1/sessions/{session_id}`.
+    pub fn close_session(&self, session_id: &str) -> Result<()> {
+        self.write(|t| {
+            let n = t.tx.execute(
+                "UPDATE sessions SET active = 0 WHERE session_id = ?1 AND active = 1",
+                [session_id],
+            )?;
+            if n == 0 {
+                return Err(Error::not_found("session not found"));
+            }
+            Ok(())
+        })
+    }
+
+    /// Refreshes `last_seen` of the agent's active sessions (spec §5.2).
+    pub fn touch(&self, agent_id: &str) -> Result<()> {
+        self.write(|t| t.touch(agent_id))
+    }
+
+    /// Expires every session past its TTL, recovering its work.
+    pub fn expire_sessions(&self) -> Result<()> {
+        self.write(|_| Ok(()))
+    }
+
+    /// Unix second at which the next active session becomes expirable.
+    pub fn next_expiry(&self) -> Result<Option<i64>> {
+        let conn = self.lock();
+        let min: Option<String> = conn.query_row(
+            "SELECT MIN(last_seen) FROM sessions WHERE active = 1",
+            [],
+            |r| text(r, 0),
+        )?;
+        // `last_seen < format(now - ttl)` first holds one second after
+        // last_seen + ttl, because the comparison is on truncated strings.
+        Ok(min
+            .and_then(|s| time::parse(&s))
+            .map(|s| s + self.ttl_sec + 1))
+    }
+
+    /// `GET /v1/agents`: live sessions ordered by agent id.
+    pub fn live_agents(&self, touch: Option<&str>) -> Result<Vec<Session>> {
+        self.write(|t| {
+            if let Some(agent) = touch {
+                t.touch(agent)?;
+            }
+            t.live_sessions()
+        })
+    }
+
+    /// `GET /v1/bootstrap`.
+    pub fn bootstrap(&self, agent_id: &str) -> Result<Bootstrap> {
+        self.write(|t| {
+            let session = t.newest_session(agent_id)?;
+            let latest_visible_id: i64 = t.tx.query_row(
+                "SELECT MAX(COALESCE((SELECT MAX(id) FROM messages WHERE to_agent IS NULL), 0), COALESCE((SELECT MAX(id) FROM messages WHERE to_agent = ?1), 0))",
+                [agent_id],
+                |r| r.get(0),
+            )?;
+            Ok(Bootstrap {
+                agent_id: agent_id.to_string(),
+                session,
+                latest_visible_id,
+                live_agents: t.live_sessions()?,
+                default_channel: "general".into(),
+            })
+        })
+    }
+
+    /// The newest active session of an agent, without side effects.
+    pub fn session_of(&self, agent_id: &str) -> Result<Option<Session>> {
+        self.read(|c, _| {
+            Ok(c.query_row(
+                &format!("SELECT {SESSION_COLS} FROM sessions WHERE agent_id = ?1 AND active = 1 ORDER BY created_at DESC LIMIT 1"),
+                [agent_id],
+                session_row,
+            )
+            .optional()?)
+        })
+    }
+
+    // ----- channels -------------------------------------------------------
+
+    pub fn list_channels(&self) -> Result<Vec<Channel>> {
+        self.read(|c, _| {
+            let mut st = c.prepare(
+                "SELECT name, created_at, created_by, metadata_json FROM channels ORDER BY name",
+            )?;
+            let rows = st.query_map([], channel_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// Creates a channel; returns the row and whether it was new.
+    pub fn create_channel(
+        &self,
+        name: &str,
+        created_by: Option<&str>,
+        metadata: &Map<String, Value>,
+    ) -> Result<(Channel, bool)> {
+        self.write(|t| {
+            if let Some(existing) = t.channel(name)? {
+                return Ok((existing, false));
+            }
+            t.tx.execute(
+                "INSERT INTO channels(name, created_at, created_by, metadata_json) VALUES (?1, ?2, ?3, ?4)",
+                params![name, t.now, created_by, serde_json::to_string(metadata)?],
+            )?;
+            let row = t
+                .channel(name)?
+                .ok_or_else(|| Error::api(500, "channel vanished after insert"))?;
+            Ok((row, true))
+        })
+    }
+
+    pub fn channel_exists(&self, name: &str) -> Result<bool> {
+        self.read(|c, _| channel_exists(c, name))
+    }
+
+    // ----- messages -------------------------------------------------------
+
+    pub fn task_exists(&self, task_id: i64) -> Result<bool> {
+        self.read(|c, _| {
+            Ok(
+                c.query_row("SELECT 1 FROM tasks WHERE task_id = ?1", [task_id], |_| {
+                    Ok(())
+                })
+                .optional()?
+                .is_some(),
+            )
+        })
+    }
+
+    /// `POST /v1/messages` after validation: channel check, insert, task
+    /// registration, `task_result` completion with rollup, sender touch.
+    pub fn post_message(&self, m: NewMessage) -> Result<Message> {
+        self.write(|t| {
+            if m.to_agent.is_none() && !channel_exists(t.tx, &m.channel)? {
+                return Err(Error::bad(format!("channel does not exist: {}", m.channel)));
+            }
+            let mut metadata = m.metadata.clone();
+            let mut completes = None;
+            if m.kind == "task_result" {
+                if let Some(request_id) = m.reply_to {
+                    if t.open_task_request(request_id)? {
+                        metadata.insert("task_completed".into(), json!(request_id));
+                        completes = Some(request_id);
+                    }
+                }
+            }
+            let msg = t.insert_message(
+                &m.from_agent,
+                m.to_agent.as_deref(),
+                &m.channel,
+                &m.kind,
+                &m.body,
+                &m.attachments,
+                m.reply_to,
+                m.thread_id.as_deref(),
+                &metadata,
+            )?;
+            if m.kind == "task" || m.kind == "task_request" {
+                t.tx.execute(
+                    "INSERT OR IGNORE INTO tasks(task_id, parent_task_id, channel, thread_id, status, created_at, completed_at) VALUES (?1, ?2, ?3, ?4, 'open', ?5, NULL)",
+                    params![msg.id, m.parent_task_id, msg.channel, msg.thread_id, t.now],
+                )?;
+            }
+            if let Some(request_id) = completes {
+                t.tx.execute(
+                    "UPDATE tasks SET status = 'done', completed_at = ?1 WHERE task_id = ?2 AND status = 'open'",
+                    params![t.now, request_id],
+                )?;
+                t.rollup(request_id)?;
+            }
+            t.touch(&m.from_agent)?;
+            Ok(msg)
+        })
+    }
+
+    /// `GET /v1/messages` (broadcast rows only) and `GET /v1/inbox/{agent}`
+    /// (when `inbox_of` is set: direct messages to that agent).
+    pub fn feed(&self, q: &FeedQuery, inbox_of: Option<&str>) -> Result<Vec<Message>> {
+        self.read(|c, _| {
+            let mut clauses = Vec::new();
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            match inbox_of {
+                Some(agent) => {
+                    clauses.push("to_agent = ?".to_string());
+                    args.push(agent.to_string().into());
+                }
+                None => clauses.push("to_agent IS NULL".into()),
+            }
+            if let Some(ch) = &q.channel {
+                clauses.push("channel = ?".into());
+                args.push(ch.clone().into());
+            }
+            if let Some(th) = &q.thread_id {
+                clauses.push("thread_id = ?".into());
+                args.push(th.clone().into());
+            }
+            select_messages(c, &clauses, args, q.since_id, q.limit, q.tail)
+        })
+    }
+
+    /// Messages visible to one agent (`GET /v1/events`, `GET /v1/stream`).
+    pub fn events(&self, q: &EventQuery) -> Result<Vec<Message>> {
+        self.read(|c, _| {
+            let mut clauses = vec!["(to_agent IS NULL OR to_agent = ?)".to_string()];
+            let mut args: Vec<rusqlite::types::Value> = vec![q.agent_id.clone().into()];
+            match q.channels.len() {
+                0 => {}
+                1 => {
+                    clauses.push("channel = ?".into());
+                    args.push(q.channels[0].clone().into());
+                }
+                n => {
+                    clauses.push(format!("channel IN ({})", vec!["?"; n].join(", ")));
+                    args.extend(q.channels.iter().map(|s| s.clone().into()));
+                }
+            }
+            if let Some(th) = &q.thread_id {
+                clauses.push("thread_id = ?".into());
+                args.push(th.clone().into());
+            }
+            if q.exclude_self {
+                clauses.push("from_agent != ?".into());
+                args.push(q.agent_id.clone().into());
+            }
+            select_messages(c, &clauses, args, q.since_id, q.limit, false)
+        })
+    }
+
+    /// Checks whether another process committed to the file since the last
+    /// call and returns the messages it inserted (cheap when nothing changed).
+    pub fn foreign_commits(&self) -> Result<Vec<Posted>> {
+        let conn = self.lock();
+        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if self.data_version.swap(version, Ordering::SeqCst) == version {
+            return Ok(Vec::new());
+        }
+        let since = self.seen_max_id.load(Ordering::SeqCst);
+        let mut st = conn.prepare(
+            "SELECT id, channel, to_agent, thread_id FROM messages WHERE id > ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([since], |r| {
+            Ok(Posted {
+                id: r.get(0)?,
+                channel: text(r, 1)?.unwrap_or_default(),
+                to_agent: text(r, 2)?,
+                thread_id: text(r, 3)?,
+            })
+        })?;
+        let posted = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        if let Some(max) = posted.iter().map(|p| p.id).max() {
+            self.seen_max_id.fetch_max(max, Ordering::SeqCst);
+        }
+        Ok(posted)
+    }
+
+    // ----- claims and locks ----------------------------------------------
+
+    /// `POST /v1/claims`: returns the row and whether it was granted.
+    #[allow(clippy::too_many_arguments)]
+    pub fn acquire_claim(
+        &self,
+        owner: &str,
+        claim_key: &str,
+        task_message_id: Option<i64>,
+        thread_id: Option<&str>,
+        ttl_sec: i64,
+        metadata: &Map<String, Value>,
+    ) -> Result<(Claim, bool)> {
+        self.write(|t| {
+            let expires = time::format(t.now_s + ttl_sec);
+            let meta = serde_json::to_string(metadata)?;
+            let existing = t.claim(claim_key)?;
+            let acquired = match &existing {
+                None => {
+                    t.tx.execute(
+                        "INSERT INTO claims(claim_key, thread_id, task_message_id, owner_agent_id, claimed_at, expires_at, released_at, metadata_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7)",
+                        params![claim_key, thread_id, task_message_id, owner, t.now, expires, meta],
+                    )?;
+                    true
+                }
+                Some(c) if lease_active(&c.released_at, &c.expires_at, &t.now) => {
+                    if c.owner_agent_id == owner {
+                        t.tx.execute(
+                            "UPDATE claims SET expires_at = ?1 WHERE claim_key = ?2",
+                            params![expires, claim_key],
+                        )?;
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Some(_) => {
+                    t.tx.execute(
+                        "UPDATE claims SET thread_id = ?1, task_message_id = ?2, owner_agent_id = ?3, claimed_at = ?4, expires_at = ?5, released_at = NULL, metadata_json = ?6 WHERE claim_key = ?7",
+                        params![thread_id, task_message_id, owner, t.now, expires, meta, claim_key],
+                    )?;
+                    true
+                }
+            };
+            t.touch(owner)?;
+            let row = t
+                .claim(claim_key)?
+                .ok_or_else(|| Error::api(500, "claim vanished"))?;
+            Ok((row, acquired))
+        })
+    }
+
+    /// `POST /v1/claims/refresh`.
+    pub fn refresh_claim(&self, claim_key: &str, owner: &str, ttl_sec: i64) -> Result<Claim> {
+        self.refresh(LeaseKind::Claim, claim_key, owner, ttl_sec)
+            .map(|v| v.0.expect("claim"))
+    }
+
+    /// `POST /v1/claims/release`.
+    pub fn release_claim(&self, claim_key: &str, agent: &str) -> Result<Claim> {
+        self.release(LeaseKind::Claim, claim_key, agent)
+            .map(|v| v.0.expect("claim"))
+    }
+
+    pub fn list_claims(&self, thread_id: Option<&str>, active_only: bool) -> Result<Vec<Claim>> {
+        self.read(|c, now| {
+            let mut sql = format!("SELECT {CLAIM_COLS} FROM claims WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(th) = thread_id {
+                sql.push_str(" AND thread_id = ?");
+                args.push(th.to_string().into());
+            }
+            if active_only {
+                sql.push_str(" AND released_at IS NULL AND expires_at >= ?");
+                args.push(now.to_string().into());
+            }
+            sql.push_str(" ORDER BY claimed_at, rowid");
+            let mut st = c.prepare(&sql)?;
+            let rows = st.query_map(rusqlite::params_from_iter(args), claim_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// `POST /v1/locks`: returns the row and whether it was granted.
+    pub fn acquire_lock(
+        &self,
+        agent: &str,
+        file_path: &str,
+        ttl_sec: i64,
+        metadata: &Map<String, Value>,
+    ) -> Result<(Lock, bool)> {
+        self.write(|t| {
+            let expires = time::format(t.now_s + ttl_sec);
+            let meta = serde_json::to_string(metadata)?;
+            let existing = t.lock_row(file_path)?;
+            let acquired = match &existing {
+                None => {
+                    t.tx.execute(
+                        "INSERT INTO locks(file_path, agent_id, locked_at, expires_at, released_at, metadata_json) VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
+                        params![file_path, agent, t.now, expires, meta],
+                    )?;
+                    true
+                }
+                Some(l) if lease_active(&l.released_at, &l.expires_at, &t.now) => {
+                    if l.agent_id == agent {
+                        t.tx.execute(
+                            "UPDATE locks SET expires_at = ?1 WHERE file_path = ?2",
+                            params![expires, file_path],
+                        )?;
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Some(_) => {
+                    t.tx.execute(
+                        "UPDATE locks SET agent_id = ?1, locked_at = ?2, expires_at = ?3, released_at = NULL, metadata_json = ?4 WHERE file_path = ?5",
+                        params![agent, t.now, expires, meta, file_path],
+                    )?;
+                    true
+                }
+            };
+            t.touch(agent)?;
+            let row = t
+                .lock_row(file_path)?
+                .ok_or_else(|| Error::api(500, "lock vanished"))?;
+            Ok((row, acquired))
+        })
+    }
+
+    /// `POST /v1/locks/refresh`.
+    pub fn refresh_lock(&self, file_path: &str, agent: &str, ttl_sec: i64) -> Result<Lock> {
+        self.refresh(LeaseKind::Lock, file_path, agent, ttl_sec)
+            .map(|v| v.1.expect("lock"))
+    }
+
+    /// `POST /v1/locks/release`.
+    pub fn release_lock(&self, file_path: &str, agent: &str) -> Result<Lock> {
+        self.release(LeaseKind::Lock, file_path, agent)
+            .map(|v| v.1.expect("lock"))
+    }
+
+    pub fn list_locks(&self, agent: Option<&str>, active_only: bool) -> Result<Vec<Lock>> {
+        self.read(|c, now| {
+            let mut sql = format!("SELECT {LOCK_COLS} FROM locks WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(a) = agent {
+                sql.push_str(" AND agent_id = ?");
+                args.push(a.to_string().into());
+            }
+            if active_only {
+                sql.push_str(" AND released_at IS NULL AND expires_at >= ?");
+                args.push(now.to_string().into());
+            }
+            sql.push_str(" ORDER BY locked_at, rowid");
+            let mut st = c.prepare(&sql)?;
+            let rows = st.query_map(rusqlite::params_from_iter(args), lock_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn refresh(
+        &self,
+        kind: LeaseKind,
+        key: &str,
+        owner: &str,
+        ttl_sec: i64,
+    ) -> Result<(Option<Claim>, Option<Lock>)> {
+        self.write(|t| {
+            let expires = time::format(t.now_s + ttl_sec);
+            let (sql, missing) = match kind {
+                LeaseKind::Claim => (
+                    "UPDATE claims SET expires_at = ?1 WHERE claim_key = ?2 AND owner_agent_id = ?3 AND released_at IS NULL AND expires_at >= ?4",
+                    "claim not found or not owned by owner_agent_id",
+                ),
+                LeaseKind::Lock => (
+                    "UPDATE locks SET expires_at = ?1 WHERE file_path = ?2 AND agent_id = ?3 AND released_at IS NULL AND expires_at >= ?4",
+                    "lock not found or not owned by agent_id",
+                ),
+            };
+            if t.tx.execute(sql, params![expires, key, owner, t.now])? == 0 {
+                return Err(Error::not_found(missing));
+            }
+            t.touch(owner)?;
+            t.lease_rows(kind, key)
+        })
+    }
+
+    fn release(
+        &self,
+        kind: LeaseKind,
+        key: &str,
+        owner: &str,
+    ) -> Result<(Option<Claim>, Option<Lock>)> {
+        self.write(|t| {
+            let (sql, missing) = match kind {
+                LeaseKind::Claim => (
+                    "UPDATE claims SET released_at = ?1 WHERE claim_key = ?2 AND owner_agent_id = ?3 AND released_at IS NULL AND expires_at >= ?1",
+                    "claim not found or not owned by agent_id",
+                ),
+                LeaseKind::Lock => (
+                    "UPDATE locks SET released_at = ?1 WHERE file_path = ?2 AND agent_id = ?3 AND released_at IS NULL AND expires_at >= ?1",
+                    "lock not found or not owned by agent_id",
+                ),
+            };
+            if t.tx.execute(sql, params![t.now, key, owner])? == 0 {
+                return Err(Error::not_found(missing));
+            }
+            t.touch(owner)?;
+            t.lease_rows(kind, key)
+        })
+    }
+
+    // ----- tasks ----------------------------------------------------------
+
+    pub fn list_tasks(
+        &self,
+        parent_id: Option<i64>,
+        status: Option<&str>,
+        channel: Option<&str>,
+        thread_id: Option<&str>,
+    ) -> Result<Vec<Task>> {
+        self.read(|c, _| {
+            let mut sql = format!("SELECT {TASK_COLS} FROM tasks WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(p) = parent_id {
+                sql.push_str(" AND parent_task_id = ?");
+                args.push(p.into());
+            }
+            for (col, v) in [
+                ("status", status),
+                ("channel", channel),
+                ("thread_id", thread_id),
+            ] {
+                if let Some(v) = v {
+                    sql.push_str(&format!(" AND {col} = ?"));
+                    args.push(v.to_string().into());
+                }
+            }
+            sql.push_str(" ORDER BY task_id");
+            let mut st = c.prepare(&sql)?;
+            let rows = st.query_map(rusqlite::params_from_iter(args), task_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// `POST /v1/tasks/{id}/complete`: returns the task and whether this
+    /// call completed its parent. Rollup continues up the whole tree.
+    pub fn complete_task(&self, task_id: i64) -> Result<(Task, bool)> {
+        self.write(|t| {
+            if t.task(task_id)?.is_none() {
+                return Err(Error::not_found("task not found"));
+            }
+            t.tx.execute(
+                "UPDATE tasks SET status = 'done', completed_at = ?1 WHERE task_id = ?2 AND status = 'open'",
+                params![t.now, task_id],
+            )?;
+            let parent_completed = t.rollup(task_id)?;
+            let task = t.task(task_id)?.ok_or_else(|| Error::not_found("task not found"))?;
+            Ok((task, parent_completed))
+        })
+    }
+
+    // ----- threads --------------------------------------------------------
+
+    /// `GET /v1/threads`: one summary per thread, by aggregate SQL.
+    pub fn list_threads(&self) -> Result<Vec<ThreadSummary>> {
+        self.read(|c, now| {
+            let sql = format!(
+                "{} ORDER BY COALESCE(m.last_id, -1) DESC, t.thread_id DESC",
+                summary_sql(
+                    "SELECT thread_id FROM messages WHERE thread_id IS NOT NULL
+                     UNION SELECT thread_id FROM tasks WHERE thread_id IS NOT NULL
+                     UNION SELECT thread_id FROM claims WHERE thread_id IS NOT NULL"
+                )
+            );
+            let mut st = c.prepare(&sql)?;
+            let rows = st.query_map(params![now], summary_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// `GET /v1/threads/{id}`; `None` when nothing refers to the thread.
+    /// `limit`/`tail` bound the message list (a compatible extension).
+    pub fn thread_detail(
+        &self,
+        thread_id: &str,
+        limit: Option<i64>,
+        tail: bool,
+    ) -> Result<Option<ThreadDetail>> {
+        self.read(|c, now| {
+            let messages = select_messages(
+                c,
+                &["thread_id = ?".to_string()],
+                vec![thread_id.to_string().into()],
+                0,
+                limit.unwrap_or(i64::MAX),
+                tail,
+            )?;
+            let mut st = c.prepare(&format!(
+                "SELECT {TASK_COLS} FROM tasks WHERE thread_id = ?1 ORDER BY task_id"
+            ))?;
+            let tasks = st
+                .query_map([thread_id], task_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut st = c.prepare(&format!(
+                "SELECT {CLAIM_COLS} FROM claims WHERE thread_id = ?1 ORDER BY claimed_at, rowid"
+            ))?;
+            let claims = st
+                .query_map([thread_id], claim_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut st = c.prepare(&format!(
+                "SELECT {LOCK_COLS} FROM locks WHERE {} = ?1 ORDER BY locked_at, rowid",
+                LOCK_THREAD
+            ))?;
+            let locks = st
+                .query_map([thread_id], lock_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            if messages.is_empty() && tasks.is_empty() && claims.is_empty() && locks.is_empty() {
+                return Ok(None);
+            }
+            let sql = summary_sql("SELECT ?2 AS thread_id");
+            let thread = c.query_row(&sql, params![now, thread_id], summary_row)?;
+            Ok(Some(ThreadDetail {
+                thread,
+                messages,
+                tasks,
+                claims,
+                locks,
+            }))
+        })
+    }
+}
+
+/// The string value of `metadata.thread_id` of a lock, or NULL when the
+/// metadata is not valid JSON or the value is not a string (JSON equality
+/// with a thread id, which is always a string).
+const LOCK_THREAD: &str = "(CASE WHEN json_valid(metadata_json) AND json_type(metadata_json, '$.thread_id') = 'text' THEN json_extract(metadata_json, '$.thread_id') END)";
+
+/// The summary query of spec §7 over the thread ids produced by `ids`
+/// (which may use `?2`); `?1` is the current time.
+fn summary_sql(ids: &str) -> String {
+    format!(
+        "WITH t(thread_id) AS ({ids}),
+        m AS (SELECT thread_id, COUNT(*) AS cnt, MAX(id) AS last_id, MIN(id) AS first_id,
+                     MAX(CASE WHEN kind = 'artifact' THEN id END) AS art
+              FROM messages WHERE thread_id IN (SELECT thread_id FROM t) GROUP BY thread_id),
+        k AS (SELECT thread_id, COUNT(*) AS total, SUM(status = 'open') AS open,
+                     MIN(CASE WHEN parent_task_id IS NULL THEN task_id END) AS root,
+                     MIN(task_id) AS first_task
+              FROM tasks WHERE thread_id IN (SELECT thread_id FROM t) GROUP BY thread_id),
+        c AS (SELECT thread_id, SUM(released_at IS NULL AND expires_at >= ?1) AS active
+              FROM claims WHERE thread_id IN (SELECT thread_id FROM t) GROUP BY thread_id),
+        l AS (SELECT {LOCK_THREAD} AS thread_id, SUM(released_at IS NULL AND expires_at >= ?1) AS active
+              FROM locks GROUP BY 1)
+        SELECT t.thread_id,
+               COALESCE((SELECT channel FROM tasks WHERE task_id = k.root),
+                        (SELECT channel FROM messages WHERE id = m.first_id),
+                        (SELECT channel FROM tasks WHERE task_id = k.first_task)),
+               k.root, m.last_id, (SELECT ts FROM messages WHERE id = m.last_id), m.art,
+               COALESCE(m.cnt, 0), COALESCE(k.total, 0), COALESCE(k.open, 0),
+               COALESCE(c.active, 0), COALESCE(l.active, 0)
+        FROM t LEFT JOIN m ON m.thread_id = t.thread_id
+               LEFT JOIN k ON k.thread_id = t.thread_id
+               LEFT JOIN c ON c.thread_id = t.thread_id
+               LEFT JOIN l ON l.thread_id = t.thread_id"
+    )
+}
+
+fn summary_row(r: &Row<'_>) -> rusqlite::Result<ThreadSummary> {
+    let total: i64 = r.get(7)?;
+    let open: i64 = r.get(8)?;
+    let claims: i64 = r.get(9)?;
+    let locks: i64 = r.get(10)?;
+    let status = if total > 0 && open == 0 {
+        "completed"
+    } else if claims + locks > 0 {
+        "open"
+    } else {
+        "waiting"
+    };
+    Ok(ThreadSummary {
+        thread_id: text(r, 0)?.unwrap_or_default(),
+        channel: text(r, 1)?,
+        root_task_id: int(r, 2)?,
+        latest_message_id: int(r, 3)?,
+        latest_message_ts: text(r, 4)?,
+        latest_artifact_id: int(r, 5)?,
+        message_count: r.get(6)?,
+        total_task_count: total,
+        open_task_count: open,
+        active_claim_count: claims,
+        active_lock_count: locks,
+        status: status.into(),
+    })
+}
+
+fn select_messages(
+    c: &Connection,
+    clauses: &[String],
+    mut args: Vec<rusqlite::types::Value>,
+    since_id: i64,
+    limit: i64,
+    tail: bool,
+) -> Result<Vec<Message>> {
+    let filter = clauses.join(" AND ");
+    let sql = if tail && since_id == 0 {
+        args.push(limit.into());
+        format!(
+            "SELECT * FROM (SELECT {MSG_COLS} FROM messages WHERE {filter} ORDER BY id DESC LIMIT ?) ORDER BY id"
+        )
+    } else {
+        args.push(since_id.into());
+        args.push(limit.into());
+        format!("SELECT {MSG_COLS} FROM messages WHERE {filter} AND id > ? ORDER BY id LIMIT ?")
+    };
+    let mut st = c.prepare(&sql)?;
+    let rows = st.query_map(rusqlite::params_from_iter(args), message_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn channel_exists(c: &Connection, name: &str) -> Result<bool> {
+    Ok(
+        c.query_row("SELECT 1 FROM channels WHERE name = ?1", [name], |_| Ok(()))
+            .optional()?
+            .is_some(),
+    )
+}
+
+fn lease_active(released_at: &Option<String>, expires_at: &str, now: &str) -> bool {
+    released_at.is_none() && expires_at >= now
+}
+
+/// One write transaction in progress.
+struct Tx<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    now_s: i64,
+    now: String,
+    ttl_sec: i64,
+    out: Committed,
+}
+
+impl Tx<'_> {
+    /// Sessions whose `last_seen` is before this are expired.
+    fn cutoff(&self) -> String {
+        time::format(self.now_s - self.ttl_sec)
+    }
+
+    fn touch(&mut self, agent_id: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE sessions SET last_seen = ?1 WHERE agent_id = ?2 AND active = 1",
+            params![self.now, agent_id],
+        )?;
+        Ok(())
+    }
+
+    /// The one expiry routine: deactivate sessions past their TTL and
+    /// recover the work of agents left with no live session. Only rows this
+    /// transaction actually changed are announced, so two hubs sharing the
+    /// file never announce the same recovery twice.
+    fn expire_due(&mut self) -> Result<()> {
+        let cutoff = self.cutoff();
+        let mut st = self.tx.prepare(
+            "SELECT session_id, agent_id FROM sessions WHERE active = 1 AND last_seen < ?1 ORDER BY last_seen",
+        )?;
+        let due = st
+            .query_map([&cutoff], |r| {
+                Ok((
+                    text(r, 0)?.unwrap_or_default(),
+                    text(r, 1)?.unwrap_or_default(),
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        drop(st);
+        let mut agents: Vec<String> = Vec::new();
+        for (sid, agent) in due {
+            let n = self.tx.execute(
+                "UPDATE sessions SET active = 0 WHERE session_id = ?1 AND active = 1",
+                [&sid],
+            )?;
+            if n == 1 {
+                self.out
+                    .logs
+                    .push(format!("session expired: agent={agent} session={sid}"));
+                if !agents.contains(&agent) {
+                    agents.push(agent);
+                }
+            }
+        }
+        for agent in agents {
+            let still_live: bool = self
+                .tx
+                .query_row(
+                    "SELECT 1 FROM sessions WHERE agent_id = ?1 AND active = 1",
+                    [&agent],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if !still_live {
+                self.recover(&agent)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn recover(&mut self, agent: &str) -> Result<()> {
+        let mut st = self.tx.prepare(&format!(
+            "SELECT {CLAIM_COLS} FROM claims WHERE owner_agent_id = ?1 AND released_at IS NULL AND expires_at >= ?2 ORDER BY claimed_at, rowid"
+        ))?;
+        let claims = st
+            .query_map(params![agent, self.now], claim_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        drop(st);
+        for claim in claims {
+            let n = self.tx.execute(
+                "UPDATE claims SET released_at = ?1 WHERE claim_key = ?2 AND released_at IS NULL",
+                params![self.now, claim.claim_key],
+            )?;
+            if n != 1 {
+                continue;
+            }
+            self.out.logs.push(format!(
+                "claim recovered: key={} stale_owner={agent} thread={}",
+                claim.claim_key,
+                claim.thread_id.as_deref().unwrap_or("-")
+            ));
+            let channel = match &claim.thread_id {
+                Some(tid) => self.thread_channel(tid)?,
+                None => None,
+            };
+            self.notice(
+                channel.as_deref().unwrap_or("general"),
+                &format!(
+                    "Recovered stale claim {} from {agent}. Work is available for pickup.",
+                    claim.claim_key
+                ),
+                json!({"recovery": true, "stale_agent_id": agent, "claim_key": claim.claim_key, "task_message_id": claim.task_message_id}),
+                claim.task_message_id,
+                claim.thread_id.as_deref(),
+            )?;
+        }
+        let mut st = self.tx.prepare(&format!(
+            "SELECT {LOCK_COLS} FROM locks WHERE agent_id = ?1 AND released_at IS NULL AND expires_at >= ?2 ORDER BY locked_at, rowid"
+        ))?;
+        let locks = st
+            .query_map(params![agent, self.now], lock_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        drop(st);
+        for lock in locks {
+            let n = self.tx.execute(
+                "UPDATE locks SET released_at = ?1 WHERE file_path = ?2 AND released_at IS NULL",
+                params![self.now, lock.file_path],
+            )?;
+            if n != 1 {
+                continue;
+            }
+            let thread_id = match lock.metadata.get("thread_id") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(other) => {
+                    crate::input::scalar_string(other).or_else(|| Some(other.to_string()))
+                }
+            };
+            self.out.logs.push(format!(
+                "lock recovered: path={} stale_owner={agent} thread={}",
+                lock.file_path,
+                thread_id.as_deref().unwrap_or("-")
+            ));
+            let mut channel = match lock.metadata.get("channel") {
+                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                _ => None,
+            };
+            if let Some(tid) = &thread_id {
+                if let Some(ch) = self.thread_channel(tid)? {
+                    channel = Some(ch);
+                }
+            }
+            self.notice(
+                channel.as_deref().unwrap_or("general"),
+                &format!(
+                    "Recovered stale lock on {} from {agent}. The file is available for pickup.",
+                    lock.file_path
+                ),
+                json!({"recovery": true, "stale_agent_id": agent, "file_path": lock.file_path}),
+                None,
+                thread_id.as_deref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The summary channel of a thread (spec §7), without building the rest.
+    fn thread_channel(&self, thread_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT COALESCE(
+                    (SELECT channel FROM tasks WHERE thread_id = ?1 AND parent_task_id IS NULL ORDER BY task_id LIMIT 1),
+                    (SELECT channel FROM messages WHERE thread_id = ?1 ORDER BY id LIMIT 1),
+                    (SELECT channel FROM tasks WHERE thread_id = ?1 ORDER BY task_id LIMIT 1))",
+                [thread_id],
+                |r| text(r, 0),
+            )?)
+    }
+
+    /// Posts a system notice; a channel that does not exist falls back to
+    /// `general` so the notice can always be read through `/v1/messages`.
+    fn notice(
+        &mut self,
+        channel: &str,
+        body: &str,
+        metadata: Value,
+        reply_to: Option<i64>,
+        thread_id: Option<&str>,
+    ) -> Result<Message> {
+        let channel = if channel_exists(self.tx, channel)? {
+            channel
+        } else {
+            "general"
+        };
+        let metadata = match metadata {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        self.insert_message(
+            "system",
+            None,
+            channel,
+            "notice",
+            body,
+            &[],
+            reply_to,
+            thread_id,
+            &metadata,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_message(
+        &mut self,
+        from: &str,
+        to: Option<&str>,
+        channel: &str,
+        kind: &str,
+        body: &str,
+        attachments: &[Value],
+        reply_to: Option<i64>,
+        thread_id: Option<&str>,
+        metadata: &Map<String, Value>,
+    ) -> Result<Message> {
+        let next: i64 = self.tx.query_row(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0), COALESCE((SELECT MAX(id) FROM messages), 0)) + 1",
+            [],
+            |r| r.get(0),
+        )?;
+        if next > MAX_MESSAGE_ID {
+            return Err(Error::api(500, "message id space exhausted (2^53 - 1)"));
+        }
+        self.tx.execute(
+            "INSERT INTO messages(ts, from_agent, to_agent, channel, kind, body, attachments_json, reply_to, thread_id, metadata_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                self.now,
+                from,
+                to,
+                channel,
+                kind,
+                body,
+                serde_json::to_string(attachments)?,
+                reply_to,
+                thread_id,
+                serde_json::to_string(metadata)?
+            ],
+        )?;
+        let id = self.tx.last_insert_rowid();
+        self.out.posted.push(Posted {
+            id,
+            channel: channel.to_string(),
+            to_agent: to.map(str::to_string),
+            thread_id: thread_id.map(str::to_string),
+        });
+        Ok(Message {
+            id,
+            ts: self.now.clone(),
+            from_agent: from.to_string(),
+            to_agent: to.map(str::to_string),
+            channel: channel.to_string(),
+            kind: kind.to_string(),
+            body: body.to_string(),
+            attachments: attachments.to_vec(),
+            reply_to,
+            thread_id: thread_id.map(str::to_string),
+            metadata: Value::Object(metadata.clone()),
+        })
+    }
+
+    /// True when `id` is a `task_request` message whose task is open.
+    fn open_task_request(&self, id: i64) -> Result<bool> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT 1 FROM messages m JOIN tasks t ON t.task_id = m.id WHERE m.id = ?1 AND m.kind = 'task_request' AND t.status = 'open'",
+                [id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Completes ancestors whose children are all done, one notice per
+    /// level. Returns whether the direct parent of `task_id` was completed.
+    fn rollup(&mut self, task_id: i64) -> Result<bool> {
+        let mut child = task_id;
+        let mut direct = false;
+        for level in 0.. {
+            let Some(parent_id) = self.task(child)?.and_then(|t| t.parent_task_id) else {
+                break;
+            };
+            let Some(parent) = self.task(parent_id)? else {
+                break;
+            };
+            if parent.status != "open" {
+                break;
+            }
+            let (children, open): (i64, i64) = self.tx.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(status != 'done'), 0) FROM tasks WHERE parent_task_id = ?1",
+                [parent_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if open > 0 {
+                break;
+            }
+            let n = self.tx.execute(
+                "UPDATE tasks SET status = 'done', completed_at = ?1 WHERE task_id = ?2 AND status = 'open'",
+                params![self.now, parent_id],
+            )?;
+            if n != 1 {
+                break;
+            }
+            self.notice(
+                &parent.channel,
+                &format!("All {children} subtasks of task {parent_id} are complete."),
+                json!({"auto_rollup": true, "parent_task_id": parent_id}),
+                Some(parent_id),
+                parent.thread_id.as_deref(),
+            )?;
+            if level == 0 {
+                direct = true;
+            }
+            child = parent_id;
+        }
+        Ok(direct)
+    }
+
+    fn task(&self, id: i64) -> Result<Option<Task>> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!("SELECT {TASK_COLS} FROM tasks WHERE task_id = ?1"),
+                [id],
+                task_row,
+            )
+            .optional()?)
+    }
+
+    fn session_by_id(&self, session_id: &str) -> Result<Session> {
+        Ok(self.tx.query_row(
+            &format!("SELECT {SESSION_COLS} FROM sessions WHERE session_id = ?1"),
+            [session_id],
+            session_row,
+        )?)
+    }
+
+    fn newest_session(&self, agent_id: &str) -> Result<Option<Session>> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!("SELECT {SESSION_COLS} FROM sessions WHERE agent_id = ?1 AND active = 1 ORDER BY created_at DESC, rowid DESC LIMIT 1"),
+                [agent_id],
+                session_row,
+            )
+            .optional()?)
+    }
+
+    fn live_sessions(&self) -> Result<Vec<Session>> {
+        let mut st = self.tx.prepare(&format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE active = 1 ORDER BY agent_id, created_at"
+        ))?;
+        let rows = st.query_map([], session_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn channel(&self, name: &str) -> Result<Option<Channel>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT name, created_at, created_by, metadata_json FROM channels WHERE name = ?1",
+                [name],
+                channel_row,
+            )
+            .optional()?)
+    }
+
+    fn claim(&self, key: &str) -> Result<Option<Claim>> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!("SELECT {CLAIM_COLS} FROM claims WHERE claim_key = ?1"),
+                [key],
+                claim_row,
+            )
+            .optional()?)
+    }
+
+    fn lock_row(&self, path: &str) -> Result<Option<Lock>> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!("SELECT {LOCK_COLS} FROM locks WHERE file_path = ?1"),
+                [path],
+                lock_row,
+            )
+            .optional()?)
+    }
+
+    fn lease_rows(&self, kind: LeaseKind, key: &str) -> Result<(Option<Claim>, Option<Lock>)> {
+        Ok(match kind {
+            LeaseKind::Claim => (self.claim(key)?, None),
+            LeaseKind::Lock => (None, self.lock_row(key)?),
+        })
+    }
+}
+
+// ----- tolerant row readers ----------------------------------------------
+
+/// A column as text whatever its storage class (NULL stays `None`).
+fn text(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    Ok(match r.get_ref(i)? {
+        ValueRef::Null => None,
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Integer(n) => Some(n.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+    })
+}
+
+/// A column as an integer when it holds one (or numeric text).
+fn int(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<i64>> {
+    Ok(match r.get_ref(i)? {
+        ValueRef::Integer(n) => Some(n),
+        ValueRef::Real(f) if f.fract() == 0.0 => Some(f as i64),
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| s.trim().parse().ok()),
+        _ => None,
+    })
+}
+
+/// A JSON column; empty, NULL or unparsable text reads as `default`.
+fn json_col(r: &Row<'_>, i: usize, default: Value) -> rusqlite::Result<Value> {
+    Ok(text(r, i)?
+        .filter(|s| !s.trim().is_empty())
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(default))
+}
+
+fn message_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+    let attachments = match json_col(r, 7, Value::Array(Vec::new()))? {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    };
+    Ok(Message {
+        id: r.get(0)?,
+        ts: text(r, 1)?.unwrap_or_default(),
+        from_agent: text(r, 2)?.unwrap_or_default(),
+        to_agent: text(r, 3)?,
+        channel: text(r, 4)?.unwrap_or_default(),
+        kind: text(r, 5)?.unwrap_or_default(),
+        body: text(r, 6)?.unwrap_or_default(),
+        attachments,
+        reply_to: int(r, 8)?,
+        thread_id: text(r, 9)?,
+        metadata: json_col(r, 10, json!({}))?,
+    })
+}
+
+fn session_row(r: &Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
+        session_id: text(r, 0)?.unwrap_or_default(),
+        agent_id: text(r, 1)?.unwrap_or_default(),
+        display_name: text(r, 2)?.unwrap_or_default(),
+        capabilities: json_col(r, 3, json!([]))?,
+        metadata: json_col(r, 4, json!({}))?,
+        created_at: text(r, 5)?.unwrap_or_default(),
+        last_seen: text(r, 6)?.unwrap_or_default(),
+        active: int(r, 7)?.unwrap_or(0) != 0,
+    })
+}
+
+fn channel_row(r: &Row<'_>) -> rusqlite::Result<Channel> {
+    Ok(Channel {
+        name: text(r, 0)?.unwrap_or_default(),
+        created_at: text(r, 1)?.unwrap_or_default(),
+        created_by: text(r, 2)?,
+        metadata: json_col(r, 3, json!({}))?,
+    })
+}
+
+fn claim_row(r: &Row<'_>) -> rusqlite::Result<Claim> {
+    Ok(Claim {
+        claim_key: text(r, 0)?.unwrap_or_default(),
+        thread_id: text(r, 1)?,
+        task_message_id: int(r, 2)?,
+        owner_agent_id: text(r, 3)?.unwrap_or_default(),
+        claimed_at: text(r, 4)?.unwrap_or_default(),
+        expires_at: text(r, 5)?.unwrap_or_default(),
+        released_at: text(r, 6)?,
+        metadata: json_col(r, 7, json!({}))?,
+    })
+}
+
+fn lock_row(r: &Row<'_>) -> rusqlite::Result<Lock> {
+    Ok(Lock {
+        file_path: text(r, 0)?.unwrap_or_default(),
+        agent_id: text(r, 1)?.unwrap_or_default(),
+        locked_at: text(r, 2)?.unwrap_or_default(),
+        expires_at: text(r, 3)?.unwrap_or_default(),
+        released_at: text(r, 4)?,
+        metadata: json_col(r, 5, json!({}))?,
+    })
+}
+
+fn task_row(r: &Row<'_>) -> rusqlite::Result<Task> {
+    Ok(Task {
+        task_id: r.get(0)?,
+        parent_task_id: int(r, 1)?,
+        channel: text(r, 2)?.unwrap_or_default(),
+        thread_id: text(r, 3)?,
+        status: text(r, 4)?.unwrap_or_default(),
+        created_at: text(r, 5)?.unwrap_or_default(),
+        completed_at: text(r, 6)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store(ttl: i64) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("arc-store-{}", crate::ids::uuid4_hex()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("arc.sqlite3"), ttl).unwrap();
+        (store, dir)
+    }
+
+    fn post(store: &Store, channel: &str, kind: &str, body: &str) -> Message {
+        store
+            .post_message(NewMessage {
+                from_agent: "a".into(),
+                channel: channel.into(),
+                kind: kind.into(),
+                body: body.into(),
+                ..Default::default()
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn seeds_channels_and_reopens_without_reset() {
+        let (store, dir) = temp_store(120);
+        let names: Vec<_> = store
+            .list_channels()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["direct", "general"]);
+        let birth = store.birth().unwrap();
+        post(&store, "general", "chat", "hi");
+        drop(store);
+        let again = Store::open(&dir.join("arc.sqlite3"), 120).unwrap();
+        assert_eq!(again.birth().unwrap(), birth);
+        assert_eq!(
+            again
+                .feed(
+                    &FeedQuery {
+                        channel: Some("general".into()),
+                        limit: 10,
+                        ..Default::default()
+                    },
+                    None
+                )
+                .unwrap()
+                .len(),
+            1
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn message_id_cap_refuses_without_inserting() {
+        let (store, dir) = temp_store(120);
+        post(&store, "general", "chat", "first");
+        store
+            .lock()
+            .execute(
+                "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'messages'",
+                [MAX_MESSAGE_ID],
+            )
+            .unwrap();
+        let err = store
+            .post_message(NewMessage {
+                from_agent: "a".into(),
+                channel: "general".into(),
+                kind: "chat".into(),
+                body: "x".into(),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert_eq!(err.status(), 500);
+        let count: i64 = store
+            .lock()
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 1);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn rollup_climbs_the_tree_once() {
+        let (store, dir) = temp_store(120);
+        let root = post(&store, "general", "task", "root");
+        let mid = store
+            .post_message(NewMessage {
+                from_agent: "a".into(),
+                channel: "general".into(),
+                kind: "task".into(),
+                body: "mid".into(),
+                parent_task_id: Some(root.id),
+                ..Default::default()
+            })
+            .unwrap();
+        let leaf = store
+            .post_message(NewMessage {
+                from_agent: "a".into(),
+                channel: "general".into(),
+                kind: "task".into(),
+                body: "leaf".into(),
+                parent_task_id: Some(mid.id),
+                ..Default::default()
+            })
+            .unwrap();
+        let (task, parent_completed) = store.complete_task(leaf.id).unwrap();
+        assert_eq!(task.status, "done");
+        assert!(parent_completed);
+        let tasks = store.list_tasks(None, Some("open"), None, None).unwrap();
+        assert!(tasks.is_empty(), "{tasks:?}");
+        let notices: Vec<_> = store
+            .feed(
+                &FeedQuery {
+                    channel: Some("general".into()),
+                    limit: 100,
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.kind == "notice")
+            .map(|m| m.body)
+            .collect();
+        assert_eq!(
+            notices,
+            [
+                format!("All 1 subtasks of task {} are complete.", mid.id),
+                format!("All 1 subtasks of task {} are complete.", root.id)
+            ]
+        );
+        // Completing again is idempotent and posts nothing new.
+        let (_, again) = store.complete_task(leaf.id).unwrap();
+        assert!(!again);
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

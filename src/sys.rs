@@ -1,0 +1,313 @@
+/*!
+Platform glue: termination signals, process checks, detached spawning,
+socket timeouts and descriptor limits. Everything `unsafe` or `cfg`-split
+in the crate lives here, behind safe functions.
+
+On Unix this uses `libc`; on Windows it declares the handful of kernel32
+functions it needs directly, so no Windows binding crate is pulled in.
+*/
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+/// Applies read and write timeouts to the listening socket. Accepted
+/// connections inherit them (Linux, the BSDs and Windows copy socket
+/// options on accept), which bounds how long a slow or lying client can
+/// hold a thread in a read or a write.
+pub fn set_socket_timeouts(listener: &TcpListener, timeout: Duration) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: the fd stays owned by `listener`; ManuallyDrop never closes it.
+        let s = std::mem::ManuallyDrop::new(unsafe {
+            std::net::TcpStream::from_raw_fd(listener.as_raw_fd())
+        });
+        let _ = s.set_read_timeout(Some(timeout));
+        let _ = s.set_write_timeout(Some(timeout));
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::io::{AsRawSocket, FromRawSocket};
+        // SAFETY: the socket stays owned by `listener`; ManuallyDrop never closes it.
+        let s = std::mem::ManuallyDrop::new(unsafe {
+            std::net::TcpStream::from_raw_socket(listener.as_raw_socket())
+        });
+        let _ = s.set_read_timeout(Some(timeout));
+        let _ = s.set_write_timeout(Some(timeout));
+    }
+    #[cfg(not(any(unix, windows)))]
+    let _ = (listener, timeout);
+}
+
+/// Raises the soft open-file limit to the hard limit (Unix), since every
+/// parked connection costs two descriptors in tiny_http.
+pub fn raise_fd_limit() {
+    #[cfg(unix)]
+    // SAFETY: plain getrlimit/setrlimit on a stack value.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            #[cfg(target_os = "macos")]
+            let want = lim.rlim_max.min(10_240);
+            #[cfg(not(target_os = "macos"))]
+            let want = lim.rlim_max;
+            lim.rlim_cur = want;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+#[cfg(unix)]
+mod term {
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
+
+    extern "C" fn on_signal(_sig: libc::c_int) {
+        let fd = PIPE_WRITE.load(Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: write(2) is async-signal-safe; the buffer is static.
+            unsafe {
+                libc::write(fd, b"x".as_ptr().cast(), 1);
+            }
+        }
+    }
+
+    pub fn install(f: Box<dyn Fn() + Send>) -> std::io::Result<()> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: pipe/fcntl/sigaction with valid arguments; the handler only
+        // touches an atomic and write(2).
+        unsafe {
+            if libc::pipe(fds.as_mut_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for fd in fds {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+            PIPE_WRITE.store(fds[1], Ordering::SeqCst);
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                if libc::sigaction(sig, &action, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+        }
+        let read_fd = fds[0];
+        std::thread::Builder::new()
+            .name("arc-signals".into())
+            .spawn(move || {
+                let mut buf = [0u8; 16];
+                loop {
+                    // SAFETY: reading into a stack buffer of the given length.
+                    let n = unsafe { libc::read(read_fd, buf.as_mut_ptr().cast(), buf.len()) };
+                    if n > 0 {
+                        f();
+                    } else if n < 0
+                        && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+                    {
+                        continue;
+                    } else {
+                        return;
+                    }
+                }
+            })?;
+        Ok(())
+    }
+}
+
+#[cfg(windows)]
+mod term {
+    use std::sync::OnceLock;
+
+    static HANDLER: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
+
+    #[link(name = "kernel32")]
+    unsafe extern "system" {
+        fn SetConsoleCtrlHandler(
+            handler: Option<unsafe extern "system" fn(u32) -> i32>,
+            add: i32,
+        ) -> i32;
+    }
+
+    unsafe extern "system" fn on_ctrl(kind: u32) -> i32 {
+        // CTRL_C, CTRL_BREAK, CTRL_CLOSE, CTRL_LOGOFF, CTRL_SHUTDOWN
+        if matches!(kind, 0 | 1 | 2 | 5 | 6) {
+            if let Some(f) = HANDLER.get() {
+                f();
+                // Give the graceful stop a moment before Windows ends us.
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+            return 1;
+        }
+        0
+    }
+
+    pub fn install(f: Box<dyn Fn() + Send>) -> std::io::Result<()> {
+        let f = std::sync::Mutex::new(f);
+        let _ = HANDLER.set(Box::new(move || {
+            if let Ok(g) = f.lock() {
+                g();
+            }
+        }));
+        // SAFETY: registering a handler with the documented signature.
+        if unsafe { SetConsoleCtrlHandler(Some(on_ctrl), 1) } == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Calls `f` (on a helper thread) on SIGINT, SIGTERM or SIGHUP, or on
+/// Ctrl-C, Ctrl-Break, console close or shutdown on Windows.
+pub fn on_terminate(f: impl Fn() + Send + 'static) -> std::io::Result<()> {
+    #[cfg(any(unix, windows))]
+    {
+        term::install(Box::new(f))
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = f;
+        Ok(())
+    }
+}
+
+#[cfg(windows)]
+mod win {
+    pub const PROCESS_TERMINATE: u32 = 0x0001;
+    pub const PROCESS_QUERY_LIMITED_INFORMATION: u32 = 0x1000;
+    pub const STILL_ACTIVE: u32 = 259;
+
+    #[link(name = "kernel32")]
+    unsafe extern "system" {
+        pub fn OpenProcess(access: u32, inherit: i32, pid: u32) -> isize;
+        pub fn CloseHandle(h: isize) -> i32;
+        pub fn GetExitCodeProcess(h: isize, code: *mut u32) -> i32;
+        pub fn TerminateProcess(h: isize, code: u32) -> i32;
+    }
+}
+
+/// True if a process with this id exists.
+pub fn pid_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        if pid <= 0 {
+            return false;
+        }
+        // SAFETY: kill with signal 0 only checks for existence.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(windows)]
+    // SAFETY: handle opened and closed here; out-pointer to a stack value.
+    unsafe {
+        let h = win::OpenProcess(win::PROCESS_QUERY_LIMITED_INFORMATION, 0, pid);
+        if h == 0 {
+            return false;
+        }
+        let mut code = 0u32;
+        let ok = win::GetExitCodeProcess(h, &mut code) != 0;
+        win::CloseHandle(h);
+        ok && code == win::STILL_ACTIVE
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
+/// Asks a process to terminate (SIGTERM on Unix, TerminateProcess on Windows).
+pub fn terminate(pid: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let pid = libc::pid_t::try_from(pid).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "pid out of range")
+        })?;
+        // SAFETY: sending SIGTERM to a verified pid.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(windows)]
+    // SAFETY: handle opened and closed here.
+    unsafe {
+        let h = win::OpenProcess(win::PROCESS_TERMINATE, 0, pid);
+        if h == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ok = win::TerminateProcess(h, 0) != 0;
+        let err = std::io::Error::last_os_error();
+        win::CloseHandle(h);
+        if ok { Ok(()) } else { Err(err) }
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = pid;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "cannot signal processes here",
+        ))
+    }
+}
+
+/// Makes `cmd` start detached from our session and console: `setsid` on
+/// Unix; `DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP` on Windows.
+pub fn detach(cmd: &mut Command) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe and allowed between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        const DETACHED_PROCESS: u32 = 0x0000_0008;
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        cmd.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP);
+    }
+    #[cfg(not(any(unix, windows)))]
+    let _ = cmd;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_pid_is_alive() {
+        assert!(pid_alive(std::process::id()));
+        assert!(!pid_alive(0));
+    }
+
+    #[test]
+    fn a_reaped_child_is_not_alive() {
+        let mut child = Command::new(if cfg!(windows) { "cmd" } else { "true" })
+            .args(if cfg!(windows) {
+                &["/C", "exit"][..]
+            } else {
+                &[][..]
+            })
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!pid_alive(pid));
+    }
+}

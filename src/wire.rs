@@ -1,0 +1,202 @@
+/*!
+The JSON shapes of the v1 protocol (spec §3.6, §4, §7).
+
+Field order follows the reference's output. These are the only serde
+derives in the crate: the store fills them from rows, the API serialises
+them, and the client deserialises them. Deserialisation is lenient
+(`#[serde(default)]`) so the client also reads answers from other hubs.
+*/
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The eight message kinds, sorted (hub-info lists them in this order).
+pub const MESSAGE_KINDS: [&str; 8] = [
+    "artifact",
+    "chat",
+    "claim",
+    "notice",
+    "release",
+    "task",
+    "task_request",
+    "task_result",
+];
+
+/// The five attachment types.
+pub const ATTACHMENT_TYPES: [&str; 5] = ["text", "json", "code", "file_ref", "diff_ref"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Channel {
+    pub name: String,
+    pub created_at: String,
+    pub created_by: Option<String>,
+    pub metadata: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Message {
+    pub id: i64,
+    pub ts: String,
+    pub from_agent: String,
+    pub to_agent: Option<String>,
+    pub channel: String,
+    pub kind: String,
+    pub body: String,
+    pub attachments: Vec<Value>,
+    pub reply_to: Option<i64>,
+    pub thread_id: Option<String>,
+    pub metadata: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Session {
+    pub session_id: String,
+    pub agent_id: String,
+    pub display_name: String,
+    pub capabilities: Value,
+    pub metadata: Value,
+    pub created_at: String,
+    pub last_seen: String,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Claim {
+    pub claim_key: String,
+    pub thread_id: Option<String>,
+    pub task_message_id: Option<i64>,
+    pub owner_agent_id: String,
+    pub claimed_at: String,
+    pub expires_at: String,
+    pub released_at: Option<String>,
+    pub metadata: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Lock {
+    pub file_path: String,
+    pub agent_id: String,
+    pub locked_at: String,
+    pub expires_at: String,
+    pub released_at: Option<String>,
+    pub metadata: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Task {
+    pub task_id: i64,
+    pub parent_task_id: Option<i64>,
+    pub channel: String,
+    pub thread_id: Option<String>,
+    pub status: String,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ThreadSummary {
+    pub thread_id: String,
+    pub channel: Option<String>,
+    pub root_task_id: Option<i64>,
+    pub latest_message_id: Option<i64>,
+    pub latest_message_ts: Option<String>,
+    pub latest_artifact_id: Option<i64>,
+    pub message_count: i64,
+    pub total_task_count: i64,
+    pub open_task_count: i64,
+    pub active_claim_count: i64,
+    pub active_lock_count: i64,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ThreadDetail {
+    pub thread: ThreadSummary,
+    pub messages: Vec<Message>,
+    pub tasks: Vec<Task>,
+    pub claims: Vec<Claim>,
+    pub locks: Vec<Lock>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Bootstrap {
+    pub agent_id: String,
+    pub session: Option<Session>,
+    pub latest_visible_id: i64,
+    pub live_agents: Vec<Session>,
+    pub default_channel: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct HubInfo {
+    pub storage_path: String,
+    pub instance_id: String,
+    pub journal_mode: String,
+    pub wal_mode: bool,
+    pub default_channel: String,
+    pub max_body_chars: i64,
+    pub max_attachment_chars: i64,
+    pub max_attachments: i64,
+    pub allow_remote: bool,
+    pub protocol_version: String,
+    pub implementation: String,
+    pub implementation_version: String,
+    pub features: Vec<String>,
+    pub message_kinds: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ShutdownStatus {
+    pub remaining_sec: i64,
+    pub delay_sec: i64,
+}
+
+/// The success envelope `{"ok": true, "result": ...}`. `acquired` and
+/// `parent_completed` appear only where the protocol defines them.
+#[derive(Debug, Serialize)]
+pub struct Envelope<T: Serialize> {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acquired: Option<bool>,
+    pub result: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_completed: Option<bool>,
+}
+
+impl<T: Serialize> Envelope<T> {
+    pub fn new(result: T) -> Envelope<T> {
+        Envelope {
+            ok: true,
+            acquired: None,
+            result,
+            parent_completed: None,
+        }
+    }
+}
+
+/// The error envelope `{"ok": false, "error": "..."}`.
+pub fn error_body(message: &str) -> String {
+    serde_json::json!({"ok": false, "error": message}).to_string()
+}
+
+/// A relay request file (spec §10.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayRequest {
+    pub request_id: String,
+    pub agent_id: String,
+    pub method: String,
+    pub path: String,
+    pub body: Option<Value>,
+    pub created_at: String,
+}

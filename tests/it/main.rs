@@ -1,0 +1,6 @@
+//! The integration suite: one test binary (see "Delete Cargo Integration
+//! Tests"). Every test starts its own hub on 127.0.0.1:0 with its own temp
+//! directory, or the real `arc` binary on its own port.
+
+mod core;
+mod support;

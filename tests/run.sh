@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the tests need, then runs every suite:
+#   1. formatting and lints (cargo fmt, cargo clippy -D warnings);
+#   2. unit and integration tests (cargo test: one in-process hub per test,
+#      plus the real `arc` binary for lifecycle tests);
+#   3. the interop suite: the reference Python client (megastructure-arc
+#      0.1.1, from PyPI, in a venv under target/) against our binary.
+# Works on a fresh machine with Rust and Python 3; needs no standard input.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --locked --all-targets
+
+step "dependency tree (normal edges)"
+cargo tree -e normal --locked --depth 1
+
+step "interop: reference Python client against our hub"
+VENV=target/interop-venv
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+  "megastructure-arc==0.1.1"
+cargo build --locked --bin arc
+ARC_BIN="$PWD/target/debug/arc" "$VENV/bin/python" -m unittest discover \
+  -s tests/interop -p 'test_*.py' -v
+
+step "all suites passed"
