@@ -37,6 +37,11 @@ pub struct HubConfig {
     pub max_waiters: usize,
     /// Cap on parked long-polls and SSE streams per agent (429 beyond it).
     pub max_waiters_per_agent: usize,
+    /// How long a write waits for a database locked by another process.
+    pub busy_timeout: Duration,
+    /// Enables test-only routes (`GET /v1/_test/panic`). Never set by the CLI.
+    #[doc(hidden)]
+    pub test_hooks: bool,
     /// Socket read/write timeout: bounds slow or lying clients.
     pub io_timeout: Duration,
     /// SSE comment heartbeat interval.
@@ -73,6 +78,8 @@ impl Default for HubConfig {
             workers: 16,
             max_waiters: 2048,
             max_waiters_per_agent: 16,
+            busy_timeout: Duration::from_secs(10),
+            test_hooks: false,
             io_timeout: Duration::from_secs(15),
             sse_keepalive: Duration::from_secs(15),
             foreign_poll: Duration::from_millis(25),

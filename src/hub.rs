@@ -140,9 +140,10 @@ impl State {
                     storage.display()
                 ))
             })?;
-        let store = Store::open(&storage, config.presence_ttl_sec).map_err(|e| {
-            Error::Config(format!("cannot open database {}: {e}", storage.display()))
-        })?;
+        let store = Store::open_with(&storage, config.presence_ttl_sec, config.busy_timeout)
+            .map_err(|e| {
+                Error::Config(format!("cannot open database {}: {e}", storage.display()))
+            })?;
         let resolved = paths::display_resolved(&storage);
         let instance_id = ids::instance_id(&resolved, store.birth()?.as_deref());
         let notifier = Notifier::new();
@@ -754,6 +755,9 @@ fn process(state: &Arc<State>, rq: &mut tiny_http::Request) -> Action {
     let method = rq.method().as_str().to_ascii_uppercase();
     let url = rq.url().to_string();
     let (path, query) = split_target(&url);
+    if state.config.test_hooks && path == "/v1/_test/panic" {
+        panic!("test hook: deliberate handler panic");
+    }
     let route = match api::route(&method, path) {
         Ok(r) => r,
         Err(NoRoute::NotFound) => return Action::Reply(Reply::error(404, "not found")),
@@ -830,10 +834,17 @@ fn guard(state: &State, rq: &tiny_http::Request) -> std::result::Result<(), Repl
     }
     let host = header(rq, "Host");
     if state.config.host_is_loopback() || !allow_remote {
-        if let Some(h) = host {
-            let name = host_name(h);
-            if !matches!(name.as_str(), "127.0.0.1" | "localhost" | "[::1]") {
-                return Err(Reply::error(403, &format!("host not allowed: {h}")));
+        let hosts = rq
+            .headers()
+            .iter()
+            .filter(|h| h.field.as_str().as_str().eq_ignore_ascii_case("Host"));
+        for h in hosts {
+            let value = h.value.as_str();
+            if !matches!(
+                host_name(value).as_str(),
+                "127.0.0.1" | "localhost" | "[::1]"
+            ) {
+                return Err(Reply::error(403, &format!("host not allowed: {value}")));
             }
         }
     }
@@ -986,7 +997,6 @@ fn respond(state: &State, rq: tiny_http::Request, reply: Reply, unread: bool) {
         headers.extend(header_pair("Allow", "GET, POST, DELETE"));
     }
     if unread {
-        headers.extend(header_pair("Connection", "close"));
         let declared: usize = header(&rq, "Content-Length")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
@@ -1021,10 +1031,21 @@ fn respond(state: &State, rq: tiny_http::Request, reply: Reply, unread: bool) {
 /// abort the process. The connection's resources are deliberately leaked
 /// instead (one descriptor and one parked tiny_http thread per such
 /// request); docs/ARCHITECTURE.md records this trade-off.
-fn refuse_oversized(rq: tiny_http::Request, mut headers: Vec<tiny_http::Header>, reply: Reply) {
-    headers.extend(header_pair("Content-Length", &reply.body.len().to_string()));
+///
+/// tiny_http's upgrade path writes no length and drops `Content-Length` and
+/// `Connection` headers, so the last header carries them on its own lines
+/// (our own constant text, never client input) so the client can finish
+/// reading and close.
+fn refuse_oversized(rq: tiny_http::Request, headers: Vec<tiny_http::Header>, reply: Reply) {
     let mut head = tiny_http::Response::empty(tiny_http::StatusCode(reply.status));
     for h in headers {
+        head.add_header(h);
+    }
+    let framing = format!(
+        "refused\r\nContent-Length: {}\r\nConnection: close",
+        reply.body.len()
+    );
+    if let Some(h) = header_pair("X-Arc-Body", &framing) {
         head.add_header(h);
     }
     let mut stream = rq.upgrade("close", head);

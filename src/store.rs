@@ -189,8 +189,14 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and applies the
     /// schema and seed rows. Nothing existing is reset.
     pub fn open(path: &Path, ttl_sec: i64) -> Result<Store> {
+        Store::open_with(path, ttl_sec, Duration::from_secs(10))
+    }
+
+    /// [`Store::open`] with an explicit busy timeout (at least 5 s in
+    /// production; tests shorten it to observe the 503 path quickly).
+    pub fn open_with(path: &Path, ttl_sec: i64, busy: Duration) -> Result<Store> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(busy)?;
         let journal_mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.execute_batch("PRAGMA foreign_keys=OFF;")?;
         conn.execute_batch(SCHEMA)?;

@@ -3,4 +3,5 @@
 //! directory, or the real `arc` binary on its own port.
 
 mod core;
+mod robust;
 mod support;
