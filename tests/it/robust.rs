@@ -1,7 +1,7 @@
 //! Framing, limits, cross-site safety and failure handling: the hub always
 //! answers, with the envelope and a correct status (spec §2.3, §2.5, §15.2, §15.4).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
