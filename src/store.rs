@@ -1478,11 +1478,57 @@ fn int(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<i64>> {
 }
 
 /// A JSON column; empty, NULL or unparsable text reads as `default`.
+/// Python writes `NaN` and `Infinity` for non-finite floats; those read
+/// as `null` rather than discarding the whole value.
 fn json_col(r: &Row<'_>, i: usize, default: Value) -> rusqlite::Result<Value> {
     Ok(text(r, i)?
         .filter(|s| !s.trim().is_empty())
-        .and_then(|s| serde_json::from_str(&s).ok())
+        .and_then(|s| {
+            serde_json::from_str(&s)
+                .ok()
+                .or_else(|| serde_json::from_str(&null_non_finite(&s)).ok())
+        })
         .unwrap_or(default))
+}
+
+/// Replaces the bare tokens `NaN`, `Infinity` and `-Infinity` (outside
+/// strings) with `null`.
+fn null_non_finite(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_str = false;
+    let mut escaped = false;
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        if in_str {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        if c == '"' {
+            in_str = true;
+        }
+        let token = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|t| rest.starts_with(t));
+        match token {
+            Some(t) => {
+                out.push_str("null");
+                rest = &rest[t.len()..];
+            }
+            None => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
 }
 
 fn message_row(r: &Row<'_>) -> rusqlite::Result<Message> {
@@ -1584,6 +1630,15 @@ mod tests {
                 ..Default::default()
             })
             .unwrap()
+    }
+
+    #[test]
+    fn non_finite_python_floats_read_as_null() {
+        assert_eq!(
+            null_non_finite(r#"{"a": NaN, "b": -Infinity, "c": "NaN", "d": [Infinity]}"#),
+            r#"{"a": null, "b": null, "c": "NaN", "d": [null]}"#
+        );
+        assert_eq!(null_non_finite(r#"{"e": "q\"NaN"}"#), r#"{"e": "q\"NaN"}"#);
     }
 
     #[test]

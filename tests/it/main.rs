@@ -2,6 +2,7 @@
 //! Tests"). Every test starts its own hub on 127.0.0.1:0 with its own temp
 //! directory, or the real `arc` binary on its own port.
 
+mod compat;
 mod core;
 mod robust;
 mod support;
