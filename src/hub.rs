@@ -40,7 +40,7 @@ use crate::api::{self, Call, NoRoute, Outcome, Reply};
 use crate::config::{self, HubConfig};
 use crate::error::{Error, Result};
 use crate::input::Query;
-use crate::notify::{Alarm, Notifier, Queue};
+use crate::notify::{Alarm, Latch, Notifier, Queue};
 use crate::store::{Committed, NewMessage, Store};
 use crate::wire::{HubInfo, MESSAGE_KINDS, ShutdownStatus};
 use crate::{ids, paths, time};
@@ -105,8 +105,7 @@ pub struct State {
     allow_remote: AtomicBool,
     relay_running: AtomicBool,
     pending: Mutex<Option<Pending>>,
-    stop_requested: AtomicBool,
-    stop_alarm: Arc<Alarm>,
+    stop: Arc<Latch>,
     parked: Mutex<Parked>,
 }
 
@@ -169,8 +168,7 @@ impl State {
             port: std::sync::atomic::AtomicU16::new(0),
             relay_running: AtomicBool::new(false),
             pending: Mutex::new(None),
-            stop_requested: AtomicBool::new(false),
-            stop_alarm: Alarm::new(),
+            stop: Latch::new(),
             parked: Mutex::new(Parked::default()),
         }))
     }
@@ -317,7 +315,7 @@ impl State {
         let mut pending = lock(&self.pending);
         match pending.as_ref() {
             None => return Err(Error::bad("no shutdown pending")),
-            Some(p) if p.delay == 0 || self.stop_requested.load(Ordering::SeqCst) => {
+            Some(p) if p.delay == 0 || self.stopping() => {
                 return Err(Error::bad("shutdown already executing"));
             }
             Some(p) => p.alarm.ring(),
@@ -342,13 +340,17 @@ impl State {
 
     /// Asks the hub to stop; [`Hub::wait`] then runs the graceful stop.
     pub fn request_stop(&self) {
-        self.stop_requested.store(true, Ordering::SeqCst);
+        self.stop.set();
         self.notifier.shutdown();
-        self.stop_alarm.ring();
     }
 
     pub fn stopping(&self) -> bool {
-        self.stop_requested.load(Ordering::SeqCst)
+        self.stop.is_set()
+    }
+
+    /// Waits up to `d` for a stop request; true once stopping.
+    pub fn wait_stop(&self, d: Duration) -> bool {
+        self.stop.wait_for(d)
     }
 
     // ----- parked waiter accounting ------------------------------------
@@ -548,9 +550,7 @@ impl Hub {
 
     /// Blocks until a stop is requested, then stops gracefully.
     pub fn wait(mut self) -> Result<()> {
-        while !self.state.stopping() {
-            self.state.stop_alarm.sleep(Duration::from_secs(3600));
-        }
+        while !self.state.wait_stop(Duration::from_secs(3600)) {}
         self.finish();
         Ok(())
     }
@@ -681,7 +681,6 @@ fn bind(host: &str, port: u16) -> Result<TcpListener> {
 }
 
 fn expiry_loop(state: &Arc<State>) {
-    let alarm = state.stop_alarm.clone();
     let ttl = state.config.presence_ttl_sec;
     while !state.stopping() {
         if let Err(e) = state.store.expire_sessions() {
@@ -695,20 +694,19 @@ fn expiry_loop(state: &Arc<State>) {
         };
         // A wall-clock second boundary may be up to a second away.
         let wait = Duration::from_secs(next as u64) + Duration::from_millis(10);
-        if alarm.sleep(wait) && state.stopping() {
+        if state.wait_stop(wait) {
             return;
         }
     }
 }
 
 fn watch_loop(state: &Arc<State>) {
-    let alarm = state.stop_alarm.clone();
     while !state.stopping() {
         state.notifier.wait_for_waiters();
         if state.stopping() {
             return;
         }
-        if alarm.sleep(state.config.foreign_poll) && state.stopping() {
+        if state.wait_stop(state.config.foreign_poll) {
             return;
         }
         match state.store.foreign_commits() {

@@ -302,6 +302,50 @@ impl Alarm {
     }
 }
 
+/// A one-way flag that any number of threads can wait on (the stop signal).
+/// Unlike [`Alarm`], setting it wakes every waiter and it stays set.
+#[derive(Default)]
+pub struct Latch {
+    set: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Latch {
+    pub fn new() -> Arc<Latch> {
+        Arc::new(Latch::default())
+    }
+
+    /// Sets the latch and wakes every waiter.
+    pub fn set(&self) {
+        *lock(&self.set) = true;
+        self.cv.notify_all();
+    }
+
+    pub fn is_set(&self) -> bool {
+        *lock(&self.set)
+    }
+
+    /// Waits up to `d`; returns true once the latch is set.
+    pub fn wait_for(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let mut set = lock(&self.set);
+        loop {
+            if *set {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            set = self
+                .cv
+                .wait_timeout(set, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
 /// A blocking multi-producer, multi-consumer queue that can be closed.
 pub struct Queue<T> {
     items: Mutex<(VecDeque<T>, bool)>,
@@ -460,6 +504,24 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         a.ring();
         assert!(h.join().unwrap());
+    }
+
+    #[test]
+    fn latch_wakes_every_waiter_and_stays_set() {
+        let l = Latch::new();
+        assert!(!l.wait_for(Duration::from_millis(5)));
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let l = l.clone();
+                std::thread::spawn(move || l.wait_for(Duration::from_secs(30)))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(20));
+        l.set();
+        for w in waiters {
+            assert!(w.join().unwrap());
+        }
+        assert!(l.wait_for(Duration::ZERO));
     }
 
     #[test]

@@ -4,5 +4,6 @@
 
 mod compat;
 mod core;
+mod live;
 mod robust;
 mod support;
