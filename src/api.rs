@@ -745,11 +745,12 @@ fn inbox(s: &State, agent: &str, q: &Query) -> Result<Outcome> {
     )
 }
 
-fn run_query(s: &State, kind: &WaitKind) -> Result<Vec<wire::Message>> {
+/// Runs a long-poll's query; `fresh` as in `Store::feed_with`.
+fn run_query(s: &State, kind: &WaitKind, fresh: bool) -> Result<Vec<wire::Message>> {
     match kind {
-        WaitKind::Events(q) => s.store.events(q),
-        WaitKind::Feed(q) => s.store.feed(q, None),
-        WaitKind::Inbox(agent, q) => s.store.feed(q, Some(agent)),
+        WaitKind::Events(q) => s.store.events_with(q, fresh),
+        WaitKind::Feed(q) => s.store.feed_with(q, None, fresh),
+        WaitKind::Inbox(agent, q) => s.store.feed_with(q, Some(agent), fresh),
     }
 }
 
@@ -763,7 +764,7 @@ fn start_wait(
     touch: bool,
 ) -> Result<Outcome> {
     let sub = (timeout > 0.0).then(|| s.notifier.subscribe(keys));
-    let rows = run_query(s, &kind)?;
+    let rows = run_query(s, &kind, true)?;
     match sub {
         Some(sub) if rows.is_empty() && !s.notifier.is_shutdown() => Ok(Outcome::Wait(Wait {
             kind,
@@ -788,6 +789,9 @@ fn start_wait(
 pub fn finish_wait(s: &State, mut w: Wait) -> Reply {
     let every = touch_interval(s.config.presence_ttl_sec);
     let mut next_touch = Instant::now() + every;
+    // The wait began with a touch; timestamps have one-second precision, so
+    // a final touch within the same second would write the same value.
+    let mut last_touch = Instant::now();
     let result = (|| -> Result<Vec<wire::Message>> {
         loop {
             let wake_at = if w.touch {
@@ -797,7 +801,7 @@ pub fn finish_wait(s: &State, mut w: Wait) -> Reply {
             };
             match w.sub.wait(wake_at) {
                 Wake::Signaled => {
-                    let rows = run_query(s, &w.kind)?;
+                    let rows = run_query(s, &w.kind, false)?;
                     if !rows.is_empty() {
                         return Ok(rows);
                     }
@@ -805,15 +809,16 @@ pub fn finish_wait(s: &State, mut w: Wait) -> Reply {
                 Wake::TimedOut if Instant::now() < w.deadline => {
                     if let Some(a) = w.agent.as_deref().filter(|_| w.touch) {
                         s.store.touch(a)?;
+                        last_touch = Instant::now();
                     }
                     next_touch += every;
                 }
-                Wake::TimedOut | Wake::Shutdown => return run_query(s, &w.kind),
+                Wake::TimedOut | Wake::Shutdown => return run_query(s, &w.kind, true),
             }
         }
     })();
     let touched = match (&w.agent, w.touch) {
-        (Some(a), true) => s.store.touch(a),
+        (Some(a), true) if last_touch.elapsed() >= Duration::from_secs(1) => s.store.touch(a),
         _ => Ok(()),
     };
     match result.and_then(|rows| touched.map(|_| rows)) {

@@ -107,6 +107,8 @@ pub struct State {
     pending: Mutex<Option<Pending>>,
     stop: Arc<Latch>,
     parked: Mutex<Parked>,
+    /// Threads for parked long-polls and SSE streams.
+    pool: Arc<crate::notify::Pool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -170,6 +172,7 @@ impl State {
             pending: Mutex::new(None),
             stop: Latch::new(),
             parked: Mutex::new(Parked::default()),
+            pool: crate::notify::Pool::new("arc-park", PARKED_STACK, Duration::from_secs(30)),
         }))
     }
 
@@ -709,8 +712,8 @@ fn watch_loop(state: &Arc<State>) {
         if state.wait_stop(state.config.foreign_poll) {
             return;
         }
-        match state.store.foreign_commits() {
-            Ok(posted) => state.notifier.notify_posted(&posted),
+        match state.store.sync_foreign() {
+            Ok(()) => {}
             Err(e) if e.is_busy() => {}
             Err(e) => state.log.log(&format!("watch error: {e}")),
         }
@@ -1058,15 +1061,12 @@ fn park(state: &Arc<State>, rq: tiny_http::Request, w: api::Wait) {
         Err(reply) => return respond(state, rq, reply, false),
     };
     let st = state.clone();
-    let spawned = std::thread::Builder::new()
-        .name("arc-wait".into())
-        .stack_size(PARKED_STACK)
-        .spawn(move || {
-            let _slot = slot;
-            let reply = catch_unwind(AssertUnwindSafe(|| api::finish_wait(&st, w)))
-                .unwrap_or_else(|_| Reply::error(500, "internal error: long-poll panicked"));
-            respond(&st, rq, reply, false);
-        });
+    let spawned = state.pool.run(move || {
+        let _slot = slot;
+        let reply = catch_unwind(AssertUnwindSafe(|| api::finish_wait(&st, w)))
+            .unwrap_or_else(|_| Reply::error(500, "internal error: long-poll panicked"));
+        respond(&st, rq, reply, false);
+    });
     if let Err(e) = spawned {
         state.log.log(&format!("cannot park a long-poll: {e}"));
     }
@@ -1078,15 +1078,12 @@ fn stream(state: &Arc<State>, rq: tiny_http::Request, s: crate::sse::Stream) {
         Err(reply) => return respond(state, rq, reply, false),
     };
     let st = state.clone();
-    let spawned = std::thread::Builder::new()
-        .name("arc-sse".into())
-        .stack_size(PARKED_STACK)
-        .spawn(move || {
-            let _slot = slot;
-            let http10 = *rq.http_version() == tiny_http::HTTPVersion(1, 0);
-            let writer = rq.into_writer();
-            let _ = catch_unwind(AssertUnwindSafe(|| crate::sse::run(&st, s, writer, http10)));
-        });
+    let spawned = state.pool.run(move || {
+        let _slot = slot;
+        let http10 = *rq.http_version() == tiny_http::HTTPVersion(1, 0);
+        let writer = rq.into_writer();
+        let _ = catch_unwind(AssertUnwindSafe(|| crate::sse::run(&st, s, writer, http10)));
+    });
     if let Err(e) = spawned {
         state.log.log(&format!("cannot start a stream: {e}"));
     }

@@ -388,6 +388,26 @@ impl<T> Queue<T> {
         }
     }
 
+    /// [`Queue::pop`] that gives up after `d` (returns `None`).
+    pub fn pop_timeout(&self, d: Duration) -> Option<T> {
+        let deadline = Instant::now() + d;
+        let mut g = lock(&self.items);
+        loop {
+            if let Some(item) = g.0.pop_front() {
+                return Some(item);
+            }
+            let now = Instant::now();
+            if g.1 || now >= deadline {
+                return None;
+            }
+            g = self
+                .cv
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     /// Refuses new items and wakes every consumer once the queue drains.
     pub fn close(&self) {
         lock(&self.items).1 = true;
@@ -400,6 +420,91 @@ impl<T> Queue<T> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// An elastic pool of small-stack threads for work that blocks for long
+/// (parked long-polls, SSE streams). A job never waits for a busy thread:
+/// it goes to an idle thread if one can be claimed, otherwise a new thread
+/// starts. Idle threads retire after `idle_for`. Reusing threads keeps
+/// thread creation and stack unmapping off the wake-up path.
+pub struct Pool {
+    name: &'static str,
+    stack: usize,
+    idle_for: Duration,
+    jobs: Queue<Job>,
+    idle: std::sync::atomic::AtomicUsize,
+    live: std::sync::atomic::AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(name: &'static str, stack: usize, idle_for: Duration) -> Arc<Pool> {
+        Arc::new(Pool {
+            name,
+            stack,
+            idle_for,
+            jobs: Queue::default(),
+            idle: Default::default(),
+            live: Default::default(),
+        })
+    }
+
+    /// Runs `job` on a pool thread, starting one if none is idle.
+    pub fn run(self: &Arc<Self>, job: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+        let claimed = self
+            .idle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if claimed {
+            if let Err(job) = self.jobs.push(Box::new(job)) {
+                // The pool is closed: run on a fresh thread instead.
+                return self.spawn(job);
+            }
+            return Ok(());
+        }
+        self.spawn(Box::new(job))
+    }
+
+    fn spawn(self: &Arc<Self>, job: Job) -> std::io::Result<()> {
+        let pool = self.clone();
+        self.live.fetch_add(1, Ordering::SeqCst);
+        let spawned = std::thread::Builder::new()
+            .name(self.name.to_string())
+            .stack_size(self.stack)
+            .spawn(move || pool.work(job));
+        if spawned.is_err() {
+            self.live.fetch_sub(1, Ordering::SeqCst);
+        }
+        spawned.map(|_| ())
+    }
+
+    fn work(&self, first: Job) {
+        let mut job = first;
+        loop {
+            job();
+            self.idle.fetch_add(1, Ordering::SeqCst);
+            job = loop {
+                if let Some(next) = self.jobs.pop_timeout(self.idle_for) {
+                    break next;
+                }
+                // Retire unless a submitter has just claimed this thread.
+                let retired = self
+                    .idle
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if retired {
+                    self.live.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+            };
+        }
+    }
+
+    /// Threads currently alive (busy or idle).
+    pub fn threads(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
     }
 }
 
@@ -522,6 +627,57 @@ mod tests {
             assert!(w.join().unwrap());
         }
         assert!(l.wait_for(Duration::ZERO));
+    }
+
+    #[test]
+    fn pool_reuses_idle_threads_and_never_queues_behind_busy_ones() {
+        let pool = Pool::new("t", 64 * 1024, Duration::from_secs(30));
+        let gate = Latch::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Two blocking jobs run at once: the second never waits for the first.
+        for i in 0..2 {
+            let (gate, tx) = (gate.clone(), tx.clone());
+            pool.run(move || {
+                tx.send(i).unwrap();
+                gate.wait_for(Duration::from_secs(30));
+            })
+            .unwrap();
+        }
+        let mut got = vec![
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        ];
+        got.sort();
+        assert_eq!(got, [0, 1]);
+        assert_eq!(pool.threads(), 2);
+        gate.set();
+        // Once idle, the threads are reused rather than new ones started.
+        for _ in 0..100 {
+            if pool.idle.load(Ordering::SeqCst) == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for i in 0..2 {
+            let tx = tx.clone();
+            pool.run(move || tx.send(10 + i).unwrap()).unwrap();
+        }
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(pool.threads(), 2);
+    }
+
+    #[test]
+    fn idle_pool_threads_retire() {
+        let pool = Pool::new("t", 64 * 1024, Duration::from_millis(20));
+        pool.run(|| {}).unwrap();
+        for _ in 0..200 {
+            if pool.threads() == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(pool.threads(), 0);
     }
 
     #[test]

@@ -117,6 +117,7 @@ const TASK_COLS: &str =
 pub struct Committed {
     pub posted: Vec<Posted>,
     pub logs: Vec<String>,
+    messages: Vec<Message>,
 }
 
 /// The routing facts of an inserted message, for waking waiters.
@@ -128,6 +129,102 @@ pub struct Posted {
     pub thread_id: Option<String>,
 }
 
+impl Posted {
+    fn of(m: &Message) -> Posted {
+        Posted {
+            id: m.id,
+            channel: m.channel.clone(),
+            to_agent: m.to_agent.clone(),
+            thread_id: m.thread_id.clone(),
+        }
+    }
+}
+
+/// The newest messages, kept in memory so woken waiters can answer
+/// without taking the connection mutex. The tail is *complete*: every
+/// message with an id in `(from, last id]` is in `msgs`, in order. A batch
+/// that does not continue the tail (another process wrote in between, or
+/// two of our commits reported out of order) restarts it; queries the
+/// tail cannot answer completely fall back to SQL.
+#[derive(Debug, Default)]
+struct Recent {
+    from: i64,
+    msgs: std::collections::VecDeque<Message>,
+    bytes: usize,
+}
+
+/// Bounds of the in-memory tail.
+const RECENT_MAX_MSGS: usize = 4096;
+const RECENT_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+impl Recent {
+    fn last_id(&self) -> i64 {
+        self.msgs.back().map(|m| m.id).unwrap_or(self.from)
+    }
+
+    /// Adds a committed batch (ids ascending, contiguous within the batch).
+    fn extend(&mut self, batch: &[Message]) {
+        let fresh: Vec<&Message> = batch.iter().filter(|m| m.id > self.last_id()).collect();
+        let Some(first) = fresh.first() else { return };
+        let contiguous = fresh.windows(2).all(|w| w[1].id == w[0].id + 1);
+        if !contiguous {
+            *self = Recent {
+                from: fresh.last().map(|m| m.id).unwrap_or(0),
+                ..Recent::default()
+            };
+            return;
+        }
+        if first.id != self.last_id() + 1 {
+            *self = Recent {
+                from: first.id - 1,
+                ..Recent::default()
+            };
+        }
+        for m in fresh {
+            self.bytes += approx_size(m);
+            self.msgs.push_back(m.clone());
+        }
+        while self.msgs.len() > RECENT_MAX_MSGS || self.bytes > RECENT_MAX_BYTES {
+            match self.msgs.pop_front() {
+                Some(old) => {
+                    self.bytes -= approx_size(&old);
+                    self.from = old.id;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Messages after `since` matching `keep`, if the tail covers `since`.
+    fn after(
+        &self,
+        since: i64,
+        limit: i64,
+        keep: impl Fn(&Message) -> bool,
+    ) -> Option<Vec<Message>> {
+        if since < self.from {
+            return None;
+        }
+        let start = self.msgs.partition_point(|m| m.id <= since);
+        Some(
+            self.msgs
+                .range(start..)
+                .filter(|m| keep(m))
+                .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+fn approx_size(m: &Message) -> usize {
+    256 + m.body.len()
+        + m.attachments
+            .iter()
+            .map(|a| a.to_string().len())
+            .sum::<usize>()
+}
+
 type Hook = Box<dyn Fn(&Committed) + Send + Sync>;
 
 /// The hub's database.
@@ -136,10 +233,11 @@ pub struct Store {
     ttl_sec: i64,
     journal_mode: String,
     hook: OnceLock<Hook>,
-    /// Highest message id this process has seen (its own or a foreign one).
-    seen_max_id: AtomicI64,
+    /// Highest message id the foreign-commit watcher has scanned.
+    watch_cursor: AtomicI64,
     /// Last `PRAGMA data_version` read by [`Store::foreign_commits`].
     data_version: AtomicI64,
+    recent: Mutex<Recent>,
 }
 
 /// A message to insert, already validated by the API layer.
@@ -214,8 +312,12 @@ impl Store {
             ttl_sec,
             journal_mode: journal_mode.to_lowercase(),
             hook: OnceLock::new(),
-            seen_max_id: AtomicI64::new(max_id),
+            watch_cursor: AtomicI64::new(max_id),
             data_version: AtomicI64::new(data_version),
+            recent: Mutex::new(Recent {
+                from: max_id,
+                ..Recent::default()
+            }),
         })
     }
 
@@ -271,16 +373,23 @@ impl Store {
         let out = std::mem::take(&mut ctx.out);
         drop(ctx);
         tx.commit()?;
-        if let Some(max) = out.posted.iter().map(|p| p.id).max() {
-            self.seen_max_id.fetch_max(max, Ordering::SeqCst);
-        }
         drop(conn);
+        self.publish(out);
+        Ok(value)
+    }
+
+    /// Records committed messages in the in-memory tail, then calls the
+    /// hook (which wakes waiters): a waiter woken for a message always finds
+    /// it, in the tail or in the database.
+    fn publish(&self, out: Committed) {
+        if !out.messages.is_empty() {
+            lock_recent(&self.recent).extend(&out.messages);
+        }
         if !(out.posted.is_empty() && out.logs.is_empty()) {
             if let Some(hook) = self.hook.get() {
                 hook(&out);
             }
         }
-        Ok(value)
     }
 
     /// Runs `f` in a deferred (snapshot) read transaction.
@@ -291,6 +400,13 @@ impl Store {
         let value = f(&tx, &now)?;
         tx.finish()?;
         Ok(value)
+    }
+
+    /// Runs a single-statement read without an explicit transaction (the
+    /// statement is its own consistent snapshot).
+    fn read_one<T>(&self, f: impl FnOnce(&Connection, &str) -> Result<T>) -> Result<T> {
+        let conn = self.lock();
+        f(&conn, &time::now())
     }
 
     /// Folds the WAL back into the database file (best effort, never blocks
@@ -477,13 +593,13 @@ impl Store {
     }
 
     pub fn channel_exists(&self, name: &str) -> Result<bool> {
-        self.read(|c, _| channel_exists(c, name))
+        self.read_one(|c, _| channel_exists(c, name))
     }
 
     // ----- messages -------------------------------------------------------
 
     pub fn task_exists(&self, task_id: i64) -> Result<bool> {
-        self.read(|c, _| {
+        self.read_one(|c, _| {
             Ok(
                 c.query_row("SELECT 1 FROM tasks WHERE task_id = ?1", [task_id], |_| {
                     Ok(())
@@ -543,7 +659,36 @@ impl Store {
     /// `GET /v1/messages` (broadcast rows only) and `GET /v1/inbox/{agent}`
     /// (when `inbox_of` is set: direct messages to that agent).
     pub fn feed(&self, q: &FeedQuery, inbox_of: Option<&str>) -> Result<Vec<Message>> {
-        self.read(|c, _| {
+        self.feed_with(q, inbox_of, true)
+    }
+
+    /// [`Store::feed`]; with `fresh` false the in-memory tail may lag commits
+    /// from other processes by one watcher interval (used by woken waiters,
+    /// which the watcher wakes again for such rows).
+    pub fn feed_with(
+        &self,
+        q: &FeedQuery,
+        inbox_of: Option<&str>,
+        fresh: bool,
+    ) -> Result<Vec<Message>> {
+        if !(q.tail && q.since_id == 0) {
+            if fresh {
+                self.sync_foreign()?;
+            }
+            let hit = lock_recent(&self.recent).after(q.since_id, q.limit, |m| {
+                (match inbox_of {
+                    Some(agent) => m.to_agent.as_deref() == Some(agent),
+                    None => m.to_agent.is_none(),
+                }) && q.channel.as_ref().is_none_or(|c| *c == m.channel)
+                    && q.thread_id
+                        .as_ref()
+                        .is_none_or(|t| m.thread_id.as_ref() == Some(t))
+            });
+            if let Some(rows) = hit {
+                return Ok(rows);
+            }
+        }
+        self.read_one(|c, _| {
             let mut clauses = Vec::new();
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
             match inbox_of {
@@ -567,7 +712,26 @@ impl Store {
 
     /// Messages visible to one agent (`GET /v1/events`, `GET /v1/stream`).
     pub fn events(&self, q: &EventQuery) -> Result<Vec<Message>> {
-        self.read(|c, _| {
+        self.events_with(q, true)
+    }
+
+    /// [`Store::events`]; `fresh` as in [`Store::feed_with`].
+    pub fn events_with(&self, q: &EventQuery, fresh: bool) -> Result<Vec<Message>> {
+        if fresh {
+            self.sync_foreign()?;
+        }
+        let hit = lock_recent(&self.recent).after(q.since_id, q.limit, |m| {
+            m.to_agent.as_ref().is_none_or(|to| *to == q.agent_id)
+                && (q.channels.is_empty() || q.channels.contains(&m.channel))
+                && q.thread_id
+                    .as_ref()
+                    .is_none_or(|t| m.thread_id.as_ref() == Some(t))
+                && !(q.exclude_self && m.from_agent == q.agent_id)
+        });
+        if let Some(rows) = hit {
+            return Ok(rows);
+        }
+        self.read_one(|c, _| {
             let mut clauses = vec!["(to_agent IS NULL OR to_agent = ?)".to_string()];
             let mut args: Vec<rusqlite::types::Value> = vec![q.agent_id.clone().into()];
             match q.channels.len() {
@@ -593,31 +757,41 @@ impl Store {
         })
     }
 
-    /// Checks whether another process committed to the file since the last
-    /// call and returns the messages it inserted (cheap when nothing changed).
-    pub fn foreign_commits(&self) -> Result<Vec<Posted>> {
+    /// Catches up with commits made by other processes sharing the file:
+    /// when `PRAGMA data_version` moved, every message after the watcher's
+    /// cursor (ours included, so a foreign row with a lower id is never
+    /// skipped) extends the in-memory tail and goes to the commit hook, which
+    /// wakes waiters. Cheap when nothing changed: one pragma under the lock.
+    /// Runs from the watcher thread and before every read served from the
+    /// tail, so the tail never hides a foreign row.
+    pub fn sync_foreign(&self) -> Result<()> {
+        const CHUNK: i64 = 5000;
         let conn = self.lock();
         let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         if self.data_version.swap(version, Ordering::SeqCst) == version {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let since = self.seen_max_id.load(Ordering::SeqCst);
-        let mut st = conn.prepare(
-            "SELECT id, channel, to_agent, thread_id FROM messages WHERE id > ?1 ORDER BY id",
-        )?;
-        let rows = st.query_map([since], |r| {
-            Ok(Posted {
-                id: r.get(0)?,
-                channel: text(r, 1)?.unwrap_or_default(),
-                to_agent: text(r, 2)?,
-                thread_id: text(r, 3)?,
-            })
-        })?;
-        let posted = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-        if let Some(max) = posted.iter().map(|p| p.id).max() {
-            self.seen_max_id.fetch_max(max, Ordering::SeqCst);
+        let mut st = conn.prepare(&format!(
+            "SELECT {MSG_COLS} FROM messages WHERE id > ?1 ORDER BY id LIMIT {CHUNK}"
+        ))?;
+        loop {
+            let since = self.watch_cursor.load(Ordering::SeqCst);
+            let rows = st
+                .query_map([since], message_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let Some(last) = rows.last() else { break };
+            self.watch_cursor.fetch_max(last.id, Ordering::SeqCst);
+            let full = rows.len() as i64 == CHUNK;
+            self.publish(Committed {
+                posted: rows.iter().map(Posted::of).collect(),
+                logs: Vec::new(),
+                messages: rows,
+            });
+            if !full {
+                break;
+            }
         }
-        Ok(posted)
+        Ok(())
     }
 
     // ----- claims and locks ----------------------------------------------
@@ -1069,8 +1243,10 @@ impl Tx<'_> {
     }
 
     fn touch(&mut self, agent_id: &str) -> Result<()> {
+        // Rows already stamped with this second are left alone, so a touch
+        // that changes nothing commits an empty transaction (no fsync).
         self.tx.execute(
-            "UPDATE sessions SET last_seen = ?1 WHERE agent_id = ?2 AND active = 1",
+            "UPDATE sessions SET last_seen = ?1 WHERE agent_id = ?2 AND active = 1 AND last_seen != ?1",
             params![self.now, agent_id],
         )?;
         Ok(())
@@ -1295,13 +1471,7 @@ impl Tx<'_> {
             ],
         )?;
         let id = self.tx.last_insert_rowid();
-        self.out.posted.push(Posted {
-            id,
-            channel: channel.to_string(),
-            to_agent: to.map(str::to_string),
-            thread_id: thread_id.map(str::to_string),
-        });
-        Ok(Message {
+        let msg = Message {
             id,
             ts: self.now.clone(),
             from_agent: from.to_string(),
@@ -1313,7 +1483,10 @@ impl Tx<'_> {
             reply_to,
             thread_id: thread_id.map(str::to_string),
             metadata: Value::Object(metadata.clone()),
-        })
+        };
+        self.out.posted.push(Posted::of(&msg));
+        self.out.messages.push(msg.clone());
+        Ok(msg)
     }
 
     /// True when `id` is a `task_request` message whose task is open.
@@ -1451,6 +1624,10 @@ impl Tx<'_> {
             LeaseKind::Lock => (None, self.lock_row(key)?),
         })
     }
+}
+
+fn lock_recent(m: &Mutex<Recent>) -> MutexGuard<'_, Recent> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 // ----- tolerant row readers ----------------------------------------------
@@ -1630,6 +1807,61 @@ mod tests {
                 ..Default::default()
             })
             .unwrap()
+    }
+
+    fn m(id: i64, to: Option<&str>) -> Message {
+        Message {
+            id,
+            to_agent: to.map(Into::into),
+            channel: "general".into(),
+            ..Message::default()
+        }
+    }
+
+    #[test]
+    fn recent_tail_is_complete_or_declines() {
+        let mut r = Recent {
+            from: 10,
+            ..Recent::default()
+        };
+        r.extend(&[m(11, None), m(12, Some("bob"))]);
+        assert_eq!(r.after(10, 100, |_| true).unwrap().len(), 2);
+        assert_eq!(r.after(11, 100, |x| x.to_agent.is_none()).unwrap().len(), 0);
+        assert!(
+            r.after(9, 100, |_| true).is_none(),
+            "before the tail: use SQL"
+        );
+        // A gap (id 13 written by someone else) restarts the tail after it.
+        r.extend(&[m(14, None)]);
+        assert!(r.after(12, 100, |_| true).is_none());
+        assert_eq!(r.after(13, 100, |_| true).unwrap().len(), 1);
+        // Late, already covered or older batches are ignored.
+        r.extend(&[m(13, None), m(14, None)]);
+        assert!(r.after(12, 100, |_| true).is_none());
+        r.extend(&[m(15, None), m(16, None)]);
+        assert_eq!(
+            r.after(13, 2, |_| true)
+                .unwrap()
+                .iter()
+                .map(|x| x.id)
+                .collect::<Vec<_>>(),
+            [14, 15]
+        );
+    }
+
+    #[test]
+    fn recent_tail_is_bounded() {
+        let mut r = Recent {
+            from: 0,
+            ..Recent::default()
+        };
+        let batch: Vec<Message> = (1..=(RECENT_MAX_MSGS as i64 + 10))
+            .map(|i| m(i, None))
+            .collect();
+        r.extend(&batch);
+        assert_eq!(r.msgs.len(), RECENT_MAX_MSGS);
+        assert_eq!(r.from, 10);
+        assert!(r.after(5, 10, |_| true).is_none());
     }
 
     #[test]

@@ -564,6 +564,37 @@ fn two_hubs_on_one_file_see_and_wake_each_other() {
         elapsed < Duration::from_secs(3),
         "woken by the foreign-commit watcher: {elapsed:?}"
     );
+    // Without any waiter on B, an immediate read on B still sees A's posts
+    // (B's in-memory tail must never hide a foreign commit).
+    for i in 0..20 {
+        let id = a.say("alice", "general", &format!("burst {i}"))["id"]
+            .as_i64()
+            .unwrap();
+        let r = arc_hub::client::http_request(
+            &b_url,
+            "GET",
+            &format!("/v1/messages?channel=general&since_id={}", id - 1),
+            None,
+            &[],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(
+            ids(&r.json()["result"]),
+            [id],
+            "read on B right after a post on A"
+        );
+        let own = arc_hub::client::http_request(
+            &b_url,
+            "POST",
+            "/v1/messages",
+            Some(br#"{"from_agent":"bob","body":"from b"}"#),
+            &[],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(own.status, 201);
+    }
     // A claim held through one hub is denied through the other.
     a.post(
         "/v1/claims",
