@@ -571,6 +571,10 @@ fn execute(cmd: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(cfg) => serve(*cfg),
+        Command::Mcp(args) => {
+            crate::mcp::run_stdio(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         other => Err(Error::Usage(format!(
             "{other:?} is not available in this build"
         ))),

@@ -29,7 +29,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-  "megastructure-arc==0.1.1"
+  "megastructure-arc==0.1.1" "mcp>=1.9,<2"
 cargo build --locked --bin arc
 ARC_BIN="$PWD/target/debug/arc" "$VENV/bin/python" -m unittest discover \
   -s tests/interop -p 'test_*.py' -v

@@ -5,5 +5,6 @@
 mod compat;
 mod core;
 mod live;
+mod mcp;
 mod robust;
 mod support;

@@ -1,0 +1,1 @@
+//! MCP server tests (in-memory JSON-RPC loop against an in-process hub).
