@@ -15,8 +15,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::client::{Client, Post};
 use crate::config::HubConfig;
 use crate::error::{Error, Result};
+use crate::wire::to_python_json;
 
 /// Subcommand names, in help order.
 const COMMANDS: [&str; 11] = [
@@ -575,10 +577,132 @@ fn execute(cmd: Command) -> Result<ExitCode> {
             crate::mcp::run_stdio(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Ensure(args) => {
+            let r = crate::lifecycle::ensure(&args)?;
+            println!("{}", to_python_json(&r, true));
+            Ok(exit(r.running))
+        }
+        Command::Stop(args) => {
+            let r = crate::lifecycle::stop(&args)?;
+            println!("{}", to_python_json(&r, true));
+            Ok(exit(r.stopped))
+        }
+        Command::Reset(args) => {
+            let r = crate::lifecycle::reset(&args)?;
+            println!("{}", to_python_json(&r, true));
+            Ok(exit(r.reset))
+        }
+        Command::Post(args) => Ok(agent_command(&args.agent.clone(), |c| post(c, &args))),
+        Command::Poll(args) => Ok(agent_command(&args.agent.clone(), |c| poll(c, &args))),
+        Command::Whoami(args) => Ok(agent_command(&args, |c| {
+            let b = c.whoami()?;
+            if b.session.is_none() {
+                c.register(None, true, None, None)?;
+                println!("{}", to_python_json(&c.whoami()?, true));
+            } else {
+                println!("{}", to_python_json(&b, true));
+            }
+            Ok(())
+        })),
         other => Err(Error::Usage(format!(
             "{other:?} is not available in this build"
         ))),
     }
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Builds the agent's client and runs `f`; hub and transport errors print
+/// `arc error: <message>` on stdout (the reference's format) and exit 1.
+fn agent_command(args: &AgentArgs, f: impl FnOnce(&mut Client) -> Result<()>) -> ExitCode {
+    let mut client = match &args.relay_dir {
+        Some(dir) => Client::over_relay(&args.agent, dir),
+        None => Client::http(&args.agent, &args.base_url),
+    };
+    match f(&mut client) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Transport(detail)) => {
+            match &args.relay_dir {
+                Some(dir) => println!(
+                    "arc error: connection error: {detail} (is a hub relaying {}?)",
+                    dir.display()
+                ),
+                None => {
+                    let cause = detail
+                        .strip_prefix(&format!("{}: ", args.base_url))
+                        .unwrap_or(&detail);
+                    println!(
+                        "arc error: connection error: cannot reach the hub at {} ({cause}); start one with `arc ensure`",
+                        args.base_url
+                    );
+                }
+            }
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            println!("arc error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Makes sure the agent has a session without evicting a live one: an
+/// existing session (and its display name and capabilities) is kept; only
+/// an agent without one is registered (spec §15.6 item 42).
+fn ensure_session(c: &mut Client) -> Result<()> {
+    if c.whoami()?.session.is_none() {
+        c.register(None, true, None, None)?;
+    }
+    Ok(())
+}
+
+fn post(c: &mut Client, a: &PostArgs) -> Result<()> {
+    ensure_session(c)?;
+    let opts = Post {
+        kind: Some(a.kind.clone()),
+        thread_id: a.thread_id.clone(),
+        ..Post::default()
+    };
+    let msg = match &a.to {
+        Some(to) => c.dm(to, &a.body, opts)?,
+        None => c.post(&a.channel, &a.body, opts)?,
+    };
+    println!("{}", to_python_json(&msg, true));
+    Ok(())
+}
+
+fn poll(c: &mut Client, a: &PollArgs) -> Result<()> {
+    ensure_session(c)?;
+    let mut since = a.since_id;
+    if let Some(path) = &a.cursor_file {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            since = since.max(text.trim().parse().unwrap_or(0));
+        }
+    }
+    c.cursor = since;
+    if a.from_now && since == 0 {
+        c.cursor = c.bootstrap()?.latest_visible_id;
+    }
+    let msgs = c.poll(
+        a.timeout,
+        a.channel.as_deref(),
+        a.thread_id.as_deref(),
+        !a.include_self,
+        100,
+    )?;
+    for m in &msgs {
+        println!("{}", to_python_json(m, false));
+    }
+    if let Some(path) = &a.cursor_file {
+        crate::paths::write_atomic(path, c.cursor.to_string().as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Runs the hub in the foreground until Ctrl-C, SIGTERM or a shutdown request.
@@ -589,8 +713,14 @@ fn serve(cfg: HubConfig) -> Result<ExitCode> {
         );
     }
     let hub = crate::Hub::start(cfg)?;
-    let state = hub.state().clone();
-    crate::sys::on_terminate(move || state.request_stop())?;
+    // A weak handle, so the database closes cleanly (and SQLite removes
+    // the WAL files) once the hub is done.
+    let state = std::sync::Arc::downgrade(hub.state());
+    crate::sys::on_terminate(move || {
+        if let Some(s) = state.upgrade() {
+            s.request_stop();
+        }
+    })?;
     hub.wait()?;
     Ok(ExitCode::SUCCESS)
 }

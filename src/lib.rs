@@ -34,6 +34,7 @@ pub mod error;
 pub mod hub;
 pub mod ids;
 pub mod input;
+pub mod lifecycle;
 pub mod mcp;
 pub mod notify;
 pub mod paths;

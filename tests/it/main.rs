@@ -4,6 +4,7 @@
 
 mod compat;
 mod core;
+mod lifecycle;
 mod live;
 mod mcp;
 mod robust;

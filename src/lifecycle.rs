@@ -1,0 +1,450 @@
+/*!
+`arc ensure`, `arc stop` and `arc reset` (spec §11.3–11.6, with §15.6).
+
+Finding a hub: a pidfile is trusted only if its hub answers `/v1/hub-info`
+and either serves the requested database or listens on the requested port
+(the reference trusted the first parseable pidfile up the directory tree,
+item 36). Stopping asks the hub itself (`POST /v1/shutdown {"delay_sec":0}`)
+and waits for it to exit; a signal is only a fallback, and only to a pid
+whose pidfile was verified (item 37).
+*/
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cli::{EnsureArgs, LocateArgs};
+use crate::client::http_request;
+use crate::config::{self, HubConfig};
+use crate::error::Result;
+use crate::paths::{self, PidInfo};
+use crate::wire::{EnsureResult, ResetResult, StopResult};
+
+/// What answers on a URL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// Nothing listens there.
+    Down,
+    /// An Arc hub serving this (resolved) database path.
+    Hub { storage_path: String },
+    /// Something that is not an Arc hub.
+    Other(String),
+}
+
+/// Probes `url` with `GET /v1/hub-info` (2 s timeout).
+pub fn probe(url: &str) -> Probe {
+    match http_request(
+        url,
+        "GET",
+        "/v1/hub-info",
+        None,
+        &[],
+        Duration::from_secs(2),
+    ) {
+        Err(_) => Probe::Down,
+        Ok(r) => {
+            let v = r.json();
+            match v["result"]["instance_id"].as_str() {
+                Some(id) if (200..300).contains(&r.status) && id.starts_with("mh1-") => {
+                    Probe::Hub {
+                        storage_path: v["result"]["storage_path"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    }
+                }
+                _ => Probe::Other(format!("HTTP {}", r.status)),
+            }
+        }
+    }
+}
+
+/// A hub found for a request, with its pidfile when one was verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub url: String,
+    pub pidfile: Option<(PathBuf, PidInfo)>,
+    pub storage_path: String,
+}
+
+/// The resolved form of a storage path, as hub-info reports it.
+fn requested_storage(storage: &Path) -> Result<String> {
+    Ok(paths::display_resolved(&paths::absolute(storage)?))
+}
+
+/// Finds the hub for `host`/`port`/`storage`: a verified pidfile first,
+/// then the base URL.
+pub fn find(host: &str, port: u16, storage: &Path) -> Result<Option<Found>> {
+    let wanted = requested_storage(storage)?;
+    let cwd = std::env::current_dir()?;
+    let abs = paths::absolute(storage)?;
+    for candidate in paths::pidfile_candidates(&cwd, &abs) {
+        let Some(info) = paths::read_pidfile(&candidate) else {
+            continue;
+        };
+        if let Probe::Hub { storage_path } = probe(&info.url) {
+            if storage_path == wanted || (port != 0 && info.port == port) {
+                return Ok(Some(Found {
+                    url: info.url.clone(),
+                    pidfile: Some((candidate, info)),
+                    storage_path,
+                }));
+            }
+        }
+    }
+    if port != 0 {
+        let base = config::client_url(host, port);
+        if let Probe::Hub { storage_path } = probe(&base) {
+            return Ok(Some(Found {
+                url: base,
+                pidfile: None,
+                storage_path,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// The log file a background hub's stderr goes to: next to its pidfile.
+pub fn log_path(storage: &Path) -> Result<PathBuf> {
+    let abs = paths::absolute(storage)?;
+    Ok(abs.parent().unwrap_or(Path::new(".")).join(".arc.log"))
+}
+
+/// `arc ensure`: idempotently starts a background hub.
+pub fn ensure(args: &EnsureArgs) -> Result<EnsureResult> {
+    let cfg = &args.hub;
+    let base = config::client_url(&cfg.host, cfg.port);
+    if let Some(found) = find(&cfg.host, cfg.port, &cfg.storage)? {
+        return Ok(EnsureResult {
+            running: true,
+            started: false,
+            url: found.url,
+            error: None,
+        });
+    }
+    if cfg.port != 0 {
+        if let Probe::Other(what) = probe(&base) {
+            return Ok(EnsureResult {
+                running: false,
+                started: false,
+                url: base,
+                error: Some(format!(
+                    "port {} is in use by something that is not an Arc hub ({what})",
+                    cfg.port
+                )),
+            });
+        }
+    }
+    let log = log_path(&cfg.storage)?;
+    if let Some(dir) = log.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut child = match spawn_background(cfg, &log) {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(EnsureResult {
+                running: false,
+                started: false,
+                url: base,
+                error: Some(format!("spawn failed: {e}")),
+            });
+        }
+    };
+    let deadline = Instant::now() + args.timeout;
+    let pidfile = paths::pidfile_for(Path::new(&requested_storage(&cfg.storage)?));
+    loop {
+        crate::notify::pause(Duration::from_millis(50));
+        // With --port 0 the child's pidfile names the port it picked.
+        let url = if cfg.port == 0 {
+            paths::read_pidfile(&pidfile)
+                .filter(|i| i.pid == child.id())
+                .map(|i| i.url)
+        } else {
+            Some(base.clone())
+        };
+        if let Some(url) = url {
+            if matches!(probe(&url), Probe::Hub { .. }) {
+                return Ok(EnsureResult {
+                    running: true,
+                    started: true,
+                    url,
+                    error: None,
+                });
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let rc = status
+                .code()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "signal".into());
+            let tail = log_tail(&log, 5);
+            let detail = if tail.is_empty() {
+                format!(
+                    "see {} or run `arc --port {} --storage {}` in the foreground",
+                    log.display(),
+                    cfg.port,
+                    cfg.storage.display()
+                )
+            } else {
+                tail
+            };
+            return Ok(EnsureResult {
+                running: false,
+                started: true,
+                url: base,
+                error: Some(format!("child exited rc={rc}: {detail}")),
+            });
+        }
+        if Instant::now() >= deadline {
+            return Ok(EnsureResult {
+                running: false,
+                started: true,
+                url: base,
+                error: Some("timeout".into()),
+            });
+        }
+    }
+}
+
+/// Starts `current_exe()` detached, with the hub's flags, stdout to null
+/// and stderr to `log`.
+fn spawn_background(cfg: &HubConfig, log: &Path) -> std::io::Result<Child> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--host")
+        .arg(&cfg.host)
+        .arg("--port")
+        .arg(cfg.port.to_string())
+        .arg("--storage")
+        .arg(&cfg.storage)
+        .arg("--spool-dir")
+        .arg(&cfg.spool_dir)
+        .args(["--max-body-chars", &cfg.max_body_chars.to_string()])
+        .args([
+            "--max-attachment-chars",
+            &cfg.max_attachment_chars.to_string(),
+        ])
+        .args(["--max-attachments", &cfg.max_attachments.to_string()])
+        .args(["--presence-ttl-sec", &cfg.presence_ttl_sec.to_string()])
+        .args(["--max-waiters", &cfg.max_waiters.to_string()])
+        .args([
+            "--max-waiters-per-agent",
+            &cfg.max_waiters_per_agent.to_string(),
+        ])
+        .args(["--relay-max-wait-sec", &cfg.relay_max_wait_sec.to_string()])
+        .args([
+            "--relay-retention-sec",
+            &cfg.relay_retention.as_secs_f64().to_string(),
+        ])
+        .arg("--quiet");
+    if cfg.allow_remote {
+        cmd.arg("--allow-remote");
+    }
+    if !cfg.relay {
+        cmd.arg("--no-relay");
+    }
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(err));
+    crate::sys::detach(&mut cmd);
+    cmd.spawn()
+}
+
+/// The last `n` non-empty lines of a log file, joined with " | ".
+fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// `arc stop`.
+pub fn stop(args: &LocateArgs) -> Result<StopResult> {
+    let Some(found) = find(&args.host, args.port, &args.storage)? else {
+        return Ok(StopResult {
+            stopped: false,
+            pid: None,
+            url: None,
+            error: Some("no running hub found".into()),
+        });
+    };
+    let pid = found.pidfile.as_ref().map(|(_, info)| info.pid);
+    let asked = ask_to_stop(&found.url);
+    let gone = wait_gone(&found, Duration::from_secs(15));
+    if gone {
+        if let Some((path, info)) = &found.pidfile {
+            // A hub that stopped gracefully removed its own pidfile.
+            if paths::read_pidfile(path).as_ref() == Some(info) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        return Ok(StopResult {
+            stopped: true,
+            pid,
+            url: Some(found.url),
+            error: None,
+        });
+    }
+    // Fallback: signal, but only a pid whose pidfile we verified above.
+    match &found.pidfile {
+        Some((path, info)) if crate::sys::pid_alive(info.pid) => {
+            if let Err(e) = crate::sys::terminate(info.pid) {
+                return Ok(StopResult {
+                    stopped: false,
+                    pid: Some(info.pid),
+                    url: Some(found.url),
+                    error: Some(format!("failed to stop pid {}: {e}", info.pid)),
+                });
+            }
+            if wait_gone(&found, Duration::from_secs(10)) {
+                let _ = std::fs::remove_file(path);
+                return Ok(StopResult {
+                    stopped: true,
+                    pid,
+                    url: Some(found.url),
+                    error: None,
+                });
+            }
+            Ok(StopResult {
+                stopped: false,
+                pid,
+                url: Some(found.url),
+                error: Some(format!("pid {} did not exit", info.pid)),
+            })
+        }
+        _ => Ok(StopResult {
+            stopped: false,
+            pid,
+            url: Some(found.url),
+            error: Some(match asked {
+                Ok(()) => "hub did not stop in time".into(),
+                Err(e) => format!("hub is responding but could not be asked to stop: {e}"),
+            }),
+        }),
+    }
+}
+
+/// Requests an immediate shutdown; a pending delayed one is cancelled first.
+fn ask_to_stop(url: &str) -> std::result::Result<(), String> {
+    let once = || {
+        http_request(
+            url,
+            "POST",
+            "/v1/shutdown",
+            Some(br#"{"delay_sec": 0}"#),
+            &[],
+            Duration::from_secs(5),
+        )
+    };
+    match once() {
+        Ok(r) if (200..300).contains(&r.status) => Ok(()),
+        Ok(r) if r.json()["error"] == "shutdown already pending" => {
+            let _ = http_request(
+                url,
+                "POST",
+                "/v1/shutdown/cancel",
+                Some(b"{}"),
+                &[],
+                Duration::from_secs(5),
+            );
+            match once() {
+                Ok(r) if (200..300).contains(&r.status) => Ok(()),
+                Ok(r) => Err(r.text()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Ok(r) => Err(format!("HTTP {}: {}", r.status, r.text())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Waits until the hub's process has exited (when its pid is known) and
+/// its URL no longer answers.
+fn wait_gone(found: &Found, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let pid_gone = found
+            .pidfile
+            .as_ref()
+            .is_none_or(|(_, i)| !crate::sys::pid_alive(i.pid));
+        if pid_gone && probe(&found.url) == Probe::Down {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        crate::notify::pause(Duration::from_millis(50));
+    }
+}
+
+/// `arc reset`: stop, then delete the database and its WAL files.
+pub fn reset(args: &LocateArgs) -> Result<ResetResult> {
+    if find(&args.host, args.port, &args.storage)?.is_some() {
+        let s = stop(args)?;
+        if !s.stopped {
+            return Ok(ResetResult {
+                reset: false,
+                removed: None,
+                note: None,
+                error: Some(format!(
+                    "could not stop running hub: {}",
+                    s.error.unwrap_or_default()
+                )),
+            });
+        }
+    }
+    let db = paths::absolute(&args.storage)?;
+    let mut removed = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.clone().into_os_string();
+        name.push(suffix);
+        let path = PathBuf::from(name);
+        if !path.exists() {
+            continue;
+        }
+        // On Windows a file can stay locked for a moment after its process exits.
+        let mut result = std::fs::remove_file(&path);
+        for _ in 0..20 {
+            if result.is_ok() || !path.exists() {
+                break;
+            }
+            crate::notify::pause(Duration::from_millis(100));
+            result = std::fs::remove_file(&path);
+        }
+        if let Err(e) = result {
+            return Ok(ResetResult {
+                reset: false,
+                removed: None,
+                note: None,
+                error: Some(format!("failed to remove {}: {e}", path.display())),
+            });
+        }
+        removed.push(
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+    }
+    if removed.is_empty() {
+        return Ok(ResetResult {
+            reset: true,
+            removed: None,
+            note: Some("database did not exist".into()),
+            error: None,
+        });
+    }
+    Ok(ResetResult {
+        reset: true,
+        removed: Some(removed),
+        note: None,
+        error: None,
+    })
+}
