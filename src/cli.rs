@@ -577,6 +577,31 @@ fn execute(cmd: Command) -> Result<ExitCode> {
             crate::mcp::run_stdio(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Relay(a) => {
+            let mut cfg =
+                crate::relay::RelayConfig::new(&a.base_url, &crate::paths::absolute(&a.spool_dir)?);
+            cfg.poll_interval = a.poll_interval;
+            cfg.request_timeout = a.request_timeout;
+            cfg.max_wait_sec = a.max_wait_sec;
+            cfg.retention = a.retention;
+            let relay = crate::relay::RelayHandle::start(cfg)?;
+            let stop = relay.stopper();
+            crate::sys::on_terminate(move || stop.set())?;
+            crate::hub::Logger::new(false).log(&format!(
+                "relay started (spool={}, base_url={})",
+                a.spool_dir.display(),
+                a.base_url
+            ));
+            relay.wait();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Smoke(a) => match crate::smoke::run(&a) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                println!("Smoke test failed: {e}");
+                Ok(ExitCode::from(1))
+            }
+        },
         Command::Ensure(args) => {
             let r = crate::lifecycle::ensure(&args)?;
             println!("{}", to_python_json(&r, true));
@@ -604,9 +629,6 @@ fn execute(cmd: Command) -> Result<ExitCode> {
             }
             Ok(())
         })),
-        other => Err(Error::Usage(format!(
-            "{other:?} is not available in this build"
-        ))),
     }
 }
 

@@ -84,7 +84,7 @@ impl Default for HubConfig {
             sse_keepalive: Duration::from_secs(15),
             foreign_poll: Duration::from_millis(25),
             pidfile: true,
-            relay: false,
+            relay: true,
             relay_poll: Duration::from_millis(10),
             relay_max_wait_sec: 20.0,
             relay_retention: Duration::from_secs(3600),

@@ -39,6 +39,7 @@ pub mod mcp;
 pub mod notify;
 pub mod paths;
 pub mod relay;
+pub mod smoke;
 pub mod sse;
 pub mod store;
 pub mod sys;

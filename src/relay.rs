@@ -1,16 +1,29 @@
 /*!
-The file relay (spec §10): the client side that writes request files and
-waits for responses. The serving side is added with the relay server.
+The file relay (spec §10), for agents that cannot open sockets to the host:
+they write request files into a shared spool directory and read response
+files back.
+
+* [`RelayClient`] writes `requests/<agent>/<id>.json` (atomically, in the
+  reference's format) and waits for `responses/<agent>/<id>.json`.
+* [`RelayHandle`] serves a spool: a plain polling thread claims files by
+  renaming `.json` to `.work`, forwards them over HTTP, and writes the
+  responses atomically. Requests run concurrently across agents and in
+  order within an agent; relayed long-polls are clamped so the reference
+  client's 30 s deadline always gets an answer.
 */
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::client::http_request;
 use crate::error::{Error, Result};
 use crate::hub::State;
+use crate::notify::{Alarm, Latch, Pool};
+use crate::wire::{RelayRequest, RelayResponse};
 
 /// How long our own relay client waits beyond the request's own timeout.
 pub const CLIENT_MARGIN: Duration = Duration::from_secs(10);
@@ -44,6 +57,8 @@ pub struct RelayClient {
     pub spool: PathBuf,
     pub agent_id: String,
     pub poll_interval: Duration,
+    /// Extra wait beyond a call's own timeout (relay scheduling, file I/O).
+    pub margin: Duration,
 }
 
 impl RelayClient {
@@ -52,6 +67,7 @@ impl RelayClient {
             spool: spool.to_path_buf(),
             agent_id: agent_id.to_string(),
             poll_interval: Duration::from_millis(5),
+            margin: CLIENT_MARGIN,
         }
     }
 
@@ -70,19 +86,19 @@ impl RelayClient {
         let request_id = crate::ids::uuid4_hex();
         let req_dir = self.spool.join("requests").join(&safe);
         let resp_dir = self.spool.join("responses").join(&safe);
-        let envelope = json!({
-            "request_id": request_id,
-            "agent_id": self.agent_id,
-            "method": method.to_uppercase(),
-            "path": path,
-            "body": body,
-            "created_at": crate::time::now(),
-        });
+        let envelope = RelayRequest {
+            request_id: request_id.clone(),
+            agent_id: self.agent_id.clone(),
+            method: method.to_uppercase(),
+            path: path.to_string(),
+            body,
+            created_at: crate::time::now(),
+        };
         let written = std::fs::create_dir_all(&req_dir)
             .and_then(|_| std::fs::create_dir_all(&resp_dir))
             .map_err(Error::from)
             .and_then(|_| {
-                let text = serde_json::to_string_pretty(&envelope)?;
+                let text = crate::wire::to_python_json(&envelope, true);
                 crate::paths::write_atomic(
                     &req_dir.join(format!("{request_id}.json")),
                     text.as_bytes(),
@@ -97,7 +113,7 @@ impl RelayClient {
             ));
         }
         let resp_path = resp_dir.join(format!("{request_id}.json"));
-        let deadline = Instant::now() + timeout + CLIENT_MARGIN;
+        let deadline = Instant::now() + timeout + self.margin;
         let mut last_bad = None;
         loop {
             match std::fs::read(&resp_path) {
@@ -145,17 +161,442 @@ fn failure(request_id: &str, status: u16, error: &str, body: Option<Value>) -> V
     v
 }
 
-/// A running relay thread.
-pub struct RelayHandle;
+/// Settings of a relay server.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub base_url: String,
+    pub spool: PathBuf,
+    pub poll_interval: Duration,
+    pub request_timeout: Duration,
+    /// Relayed long-polls wait at most this long (spec §15 item 31).
+    pub max_wait_sec: f64,
+    /// `.work` and response files older than this are deleted.
+    pub retention: Duration,
+    /// Request files larger than this are refused with a 400 response.
+    pub max_request_bytes: u64,
+}
+
+impl RelayConfig {
+    pub fn new(base_url: &str, spool: &Path) -> RelayConfig {
+        RelayConfig {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            spool: spool.to_path_buf(),
+            poll_interval: Duration::from_millis(10),
+            request_timeout: Duration::from_secs(30),
+            max_wait_sec: 20.0,
+            retention: Duration::from_secs(3600),
+            max_request_bytes: 8_385_536 + 65_536,
+        }
+    }
+}
+
+/// A running relay: one scanning thread plus an elastic pool of request
+/// threads (at most one in flight per agent directory, so each agent's
+/// requests keep their order while agents never wait for each other).
+pub struct RelayHandle {
+    stop: Arc<Latch>,
+    bell: Arc<Alarm>,
+    scanner: Option<std::thread::JoinHandle<()>>,
+    busy: Arc<Mutex<HashSet<String>>>,
+}
 
 impl RelayHandle {
-    /// Starts the hub's built-in relay.
-    pub fn start_builtin(_state: Arc<State>) -> Result<RelayHandle> {
-        Err(Error::Config("relay: not available in this build".into()))
+    /// Starts the hub's built-in relay on its configured spool, forwarding
+    /// to the hub's own listening address.
+    pub fn start_builtin(state: Arc<State>) -> Result<RelayHandle> {
+        let c = &state.config;
+        let mut cfg = RelayConfig::new(
+            &crate::config::client_url(&c.host, state.port()),
+            &crate::paths::absolute(&c.spool_dir)?,
+        );
+        cfg.poll_interval = c.relay_poll;
+        cfg.max_wait_sec = c.relay_max_wait_sec;
+        cfg.retention = c.relay_retention;
+        cfg.max_request_bytes = c.request_cap() as u64 + 65_536;
+        RelayHandle::start(cfg)
     }
 
-    /// Stops the relay and waits for in-flight requests.
-    pub fn stop(self) {}
+    /// Starts a relay with `cfg`.
+    pub fn start(cfg: RelayConfig) -> Result<RelayHandle> {
+        ensure_dirs(&cfg.spool)?;
+        let stop = Latch::new();
+        let bell = Alarm::new();
+        let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let pool = Pool::new("arc-relay", 256 * 1024, Duration::from_secs(30));
+        let scanner = {
+            let (stop, bell, busy) = (stop.clone(), bell.clone(), busy.clone());
+            std::thread::Builder::new()
+                .name("arc-relay-scan".into())
+                .spawn(move || scan_loop(&cfg, &stop, &bell, &busy, &pool))?
+        };
+        Ok(RelayHandle {
+            stop,
+            bell,
+            scanner: Some(scanner),
+            busy,
+        })
+    }
+
+    /// Stops scanning and waits (up to 5 s) for requests in flight.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.set();
+        self.bell.ring();
+        if let Some(t) = self.scanner.take() {
+            let _ = t.join();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !lock(&self.busy).is_empty() && Instant::now() < deadline {
+            crate::notify::pause(Duration::from_millis(10));
+        }
+    }
+
+    /// Blocks until [`RelayHandle::request_stop`] is called elsewhere.
+    pub fn wait(mut self) {
+        while !self.stop.wait_for(Duration::from_secs(3600)) {}
+        self.shutdown();
+    }
+
+    /// A handle that can stop this relay from another thread.
+    pub fn stopper(&self) -> Arc<Latch> {
+        self.stop.clone()
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        if self.scanner.is_some() {
+            self.shutdown();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn ensure_dirs(spool: &Path) -> Result<()> {
+    std::fs::create_dir_all(spool.join("requests"))?;
+    std::fs::create_dir_all(spool.join("responses"))?;
+    Ok(())
+}
+
+/// A claimable request file.
+struct Pending {
+    path: PathBuf,
+    created_at: String,
+    mtime: std::time::SystemTime,
+}
+
+fn scan_loop(
+    cfg: &RelayConfig,
+    stop: &Latch,
+    bell: &Arc<Alarm>,
+    busy: &Arc<Mutex<HashSet<String>>>,
+    pool: &Arc<Pool>,
+) {
+    let mut next_cleanup = Instant::now();
+    let cleanup_every = (cfg.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    while !stop.is_set() {
+        if Instant::now() >= next_cleanup {
+            cleanup(&cfg.spool, cfg.retention);
+            next_cleanup = Instant::now() + cleanup_every;
+        }
+        // A deleted spool is re-created; failures are retried next round.
+        if ensure_dirs(&cfg.spool).is_ok() {
+            for (agent_dir, next) in pending_by_agent(&cfg.spool, busy) {
+                let work = next.path.with_extension("work");
+                if std::fs::rename(&next.path, &work).is_err() {
+                    continue; // another relay claimed it
+                }
+                lock(busy).insert(agent_dir.clone());
+                let job_cfg = cfg.clone();
+                let job_busy = busy.clone();
+                let job_bell = bell.clone();
+                let spawned = pool.run(move || {
+                    process(&job_cfg, &agent_dir, &work);
+                    lock(&job_busy).remove(&agent_dir);
+                    job_bell.ring();
+                });
+                if spawned.is_err() {
+                    lock(busy).clear();
+                }
+            }
+        }
+        bell.sleep(cfg.poll_interval);
+    }
+}
+
+/// For each idle agent directory, its oldest pending request (by the
+/// envelope's `created_at`, then modification time, then name).
+fn pending_by_agent(spool: &Path, busy: &Mutex<HashSet<String>>) -> Vec<(String, Pending)> {
+    let root = spool.join("requests");
+    let Ok(canon_root) = std::fs::canonicalize(&root) else {
+        return Vec::new();
+    };
+    let Ok(dirs) = std::fs::read_dir(&root) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let busy_now = lock(busy).clone();
+    for dir in dirs.flatten() {
+        let name = dir.file_name().to_string_lossy().into_owned();
+        if name == "."
+            || name == ".."
+            || busy_now.contains(&name)
+            || !inside(&dir.path(), &canon_root)
+        {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(dir.path()) else {
+            continue;
+        };
+        let mut candidates: Vec<Pending> = Vec::new();
+        for f in files.flatten() {
+            let path = f.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.file_type().is_symlink() && !inside(&path, &canon_root) {
+                continue;
+            }
+            if !meta.file_type().is_file() && !meta.file_type().is_symlink() {
+                continue;
+            }
+            let created_at = std::fs::read(&path)
+                .ok()
+                .filter(|b| b.len() < 1 << 20)
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| {
+                    v.get("created_at")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            candidates.push(Pending {
+                path,
+                created_at,
+                mtime: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+            });
+        }
+        candidates.sort_by(|a, b| {
+            (&a.created_at, a.mtime, &a.path).cmp(&(&b.created_at, b.mtime, &b.path))
+        });
+        if let Some(first) = candidates.into_iter().next() {
+            out.push((name, first));
+        }
+    }
+    out
+}
+
+/// True if `path` resolves to somewhere under `root` (symlinks that
+/// escape the spool are ignored).
+fn inside(path: &Path, canon_root: &Path) -> bool {
+    std::fs::canonicalize(path)
+        .map(|p| p.starts_with(canon_root))
+        .unwrap_or(false)
+}
+
+/// Serves one claimed request file and writes its response.
+fn process(cfg: &RelayConfig, agent_dir: &str, work: &Path) {
+    let request_id = work
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let resp_dir = cfg.spool.join("responses").join(safe_agent_id(agent_dir));
+    let resp_path = resp_dir.join(format!("{request_id}.json"));
+    let response = match load_envelope(cfg, work, &request_id, agent_dir) {
+        Err(reason) => RelayResponse {
+            request_id: request_id.clone(),
+            ok: false,
+            status: 400,
+            body: None,
+            completed_at: crate::time::now(),
+            error: Some(format!("invalid relay request: {reason}")),
+        },
+        Ok(req) => forward(cfg, &req),
+    };
+    let text = crate::wire::to_python_json(&response, true);
+    let written = std::fs::create_dir_all(&resp_dir)
+        .map_err(Error::from)
+        .and_then(|_| crate::paths::write_atomic(&resp_path, text.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("[arc relay] cannot write {}: {e}", resp_path.display());
+    }
+}
+
+/// Reads and validates a request envelope (spec §10.3 step 3).
+fn load_envelope(
+    cfg: &RelayConfig,
+    work: &Path,
+    stem: &str,
+    agent_dir: &str,
+) -> std::result::Result<RelayRequest, String> {
+    let meta = std::fs::metadata(work).map_err(|e| e.to_string())?;
+    if meta.len() > cfg.max_request_bytes {
+        return Err(format!(
+            "request file exceeds {} bytes",
+            cfg.max_request_bytes
+        ));
+    }
+    let bytes = std::fs::read(work).map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let Value::Object(env) = v else {
+        return Err("request envelope must be a JSON object".into());
+    };
+    let text = |k: &str| -> Option<String> {
+        env.get(k)
+            .and_then(crate::input::scalar_string)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let request_id = text("request_id").unwrap_or_else(|| stem.to_string());
+    let agent_id = text("agent_id").unwrap_or_else(|| agent_dir.to_string());
+    let method = text("method")
+        .map(|m| m.to_uppercase())
+        .ok_or("request envelope missing method")?;
+    let path = env
+        .get("path")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if !path.starts_with('/') {
+        return Err("request path must start with '/'".into());
+    }
+    let body = match env.get("body") {
+        None | Some(Value::Null) => None,
+        Some(b @ Value::Object(_)) => Some(b.clone()),
+        Some(_) => return Err("request body must be a JSON object when provided".into()),
+    };
+    Ok(RelayRequest {
+        request_id,
+        agent_id,
+        method,
+        path,
+        body,
+        created_at: text("created_at").unwrap_or_default(),
+    })
+}
+
+/// Caps the `timeout` of relayed long-polls so an unchanged client with a
+/// 30 s deadline always gets an answer (spec §15 item 31). Returns the new
+/// path and the wait it may take.
+pub fn clamp_long_poll(path: &str, max_wait: f64) -> (String, f64) {
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    let polls = route == "/v1/events" || route == "/v1/messages" || route.starts_with("/v1/inbox/");
+    if !polls || query.is_empty() {
+        return (path.to_string(), 0.0);
+    }
+    let mut wait = 0.0;
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|part| match part.split_once('=') {
+            Some(("timeout", v)) => {
+                let t = crate::input::py_float(&crate::input::form_decode(v)).unwrap_or(0.0);
+                let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 60.0) };
+                wait = t.min(max_wait);
+                if t > max_wait {
+                    format!("timeout={max_wait}")
+                } else {
+                    part.to_string()
+                }
+            }
+            _ => part.to_string(),
+        })
+        .collect();
+    (format!("{route}?{}", parts.join("&")), wait)
+}
+
+fn forward(cfg: &RelayConfig, req: &RelayRequest) -> RelayResponse {
+    let (path, wait) = clamp_long_poll(&req.path, cfg.max_wait_sec);
+    let timeout = cfg
+        .request_timeout
+        .max(Duration::from_secs_f64(wait) + Duration::from_secs(10));
+    let body_bytes = req.body.as_ref().map(|b| b.to_string().into_bytes());
+    let (status, body) = match http_request(
+        &cfg.base_url,
+        &req.method,
+        &path,
+        body_bytes.as_deref(),
+        &[],
+        timeout,
+    ) {
+        Ok(r) => {
+            let text = r.text();
+            let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+            (r.status, body)
+        }
+        Err(e) => {
+            let detail = e.to_string();
+            let detail = detail
+                .strip_prefix("connection error: ")
+                .unwrap_or(&detail)
+                .to_string();
+            (
+                599,
+                json!({"ok": false, "error": format!("connection error: {detail}")}),
+            )
+        }
+    };
+    let (ok, error) = match &body {
+        Value::Object(m) => (
+            m.get("ok").is_some_and(|v| v.as_bool().unwrap_or(false)),
+            m.get("error").and_then(Value::as_str).map(str::to_string),
+        ),
+        _ if (200..300).contains(&status) => (true, None),
+        other => (
+            false,
+            Some(match other {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            }),
+        ),
+    };
+    RelayResponse {
+        request_id: req.request_id.clone(),
+        ok,
+        status,
+        body: Some(body),
+        completed_at: crate::time::now(),
+        error: error.filter(|e| !e.is_empty()),
+    }
+}
+
+/// Deletes `.work` and response files older than `retention`, ignoring
+/// failures (some mounts refuse deletes; the spool stays correct anyway).
+fn cleanup(spool: &Path, retention: Duration) {
+    let now = std::time::SystemTime::now();
+    for (sub, ext) in [("requests", "work"), ("responses", "json")] {
+        let Ok(dirs) = std::fs::read_dir(spool.join(sub)) else {
+            continue;
+        };
+        for dir in dirs.flatten() {
+            let Ok(files) = std::fs::read_dir(dir.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let p = f.path();
+                if p.extension().and_then(|e| e.to_str()) != Some(ext) {
+                    continue;
+                }
+                let old = f
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| now.duration_since(m).ok())
+                    .is_some_and(|age| age > retention);
+                if old {
+                    let _ = std::fs::remove_file(&p);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -201,6 +201,19 @@ pub struct RelayRequest {
     pub created_at: String,
 }
 
+/// A relay response file (spec §10.4), in the reference's key order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayResponse {
+    pub request_id: String,
+    pub ok: bool,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub body: Option<Value>,
+    pub completed_at: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
 /// Result of `arc ensure` (spec §11.4), in the reference's key order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnsureResult {
