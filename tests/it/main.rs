@@ -4,8 +4,10 @@
 
 mod compat;
 mod core;
+mod dashboard;
 mod lifecycle;
 mod live;
 mod mcp;
+mod relay;
 mod robust;
 mod support;
