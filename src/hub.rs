@@ -469,6 +469,21 @@ impl Hub {
             pidfile: None,
             finished: false,
         };
+        // The relay starts before the first request is served, so hub-info
+        // lists `relay` from the first answer on (the socket is already
+        // listening; early relay requests wait in its backlog).
+        let relay_started = if cfg.relay {
+            match crate::relay::RelayHandle::start_builtin(state.clone()) {
+                Ok(r) => {
+                    state.set_relay_running(true);
+                    hub.relay = Some(r);
+                    Ok(true)
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            Ok(false)
+        };
         hub.spawn_server()?;
         for i in 0..cfg.workers {
             let (state, queue) = (state.clone(), queue.clone());
@@ -503,24 +518,19 @@ impl Hub {
         if mode != "wal" {
             state.log.log("warning: SQLite is not in WAL mode; shared-filesystem coordination may not behave correctly on this storage backend");
         }
+        match relay_started {
+            Ok(true) => state.log.log(&format!(
+                "relay started (spool={})",
+                cfg.spool_dir.display()
+            )),
+            Ok(false) => {}
+            Err(e) => state.log.log(&format!("relay error: {e}")),
+        }
         if cfg.pidfile {
             let path = paths::pidfile_for(Path::new(&state.storage_path));
             match paths::write_pidfile(&path, std::process::id(), addr.port(), &hub.url()) {
                 Ok(()) => hub.pidfile = Some(path),
                 Err(e) => state.log.log(&format!("pidfile write error: {e}")),
-            }
-        }
-        if cfg.relay {
-            match crate::relay::RelayHandle::start_builtin(state.clone()) {
-                Ok(r) => {
-                    state.set_relay_running(true);
-                    state.log.log(&format!(
-                        "relay started (spool={})",
-                        cfg.spool_dir.display()
-                    ));
-                    hub.relay = Some(r);
-                }
-                Err(e) => state.log.log(&format!("relay error: {e}")),
             }
         }
         Ok(hub)

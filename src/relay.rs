@@ -12,10 +12,10 @@ files back.
   client's 30 s deadline always gets an answer.
 */
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
@@ -300,18 +300,27 @@ fn scan_loop(
 ) {
     let mut next_cleanup = Instant::now();
     let cleanup_every = (cfg.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut canon_root: Option<PathBuf> = None;
+    let mut last_work = Instant::now();
+    let mut quiet = HashMap::new();
     while !stop.is_set() {
         if Instant::now() >= next_cleanup {
             cleanup(&cfg.spool, cfg.retention);
             next_cleanup = Instant::now() + cleanup_every;
         }
         // A deleted spool is re-created; failures are retried next round.
-        if ensure_dirs(&cfg.spool).is_ok() {
-            for (agent_dir, next) in pending_by_agent(&cfg.spool, busy) {
+        if canon_root.is_none() || !cfg.spool.join("requests").is_dir() {
+            canon_root = ensure_dirs(&cfg.spool)
+                .ok()
+                .and_then(|_| std::fs::canonicalize(cfg.spool.join("requests")).ok());
+        }
+        if let Some(root) = &canon_root {
+            for (agent_dir, next) in pending_by_agent(root, busy, &mut quiet) {
                 let work = next.path.with_extension("work");
                 if std::fs::rename(&next.path, &work).is_err() {
                     continue; // another relay claimed it
                 }
+                last_work = Instant::now();
                 lock(busy).insert(agent_dir.clone());
                 let job_cfg = cfg.clone();
                 let job_busy = busy.clone();
@@ -326,29 +335,59 @@ fn scan_loop(
                 }
             }
         }
-        bell.sleep(cfg.poll_interval);
+        // Scan at full speed while requests flow; after a quiet spell,
+        // relax to IDLE_SCAN_FACTOR times the interval (still well inside
+        // the round-trip target) so an idle relay costs next to nothing.
+        let interval = if last_work.elapsed() < Duration::from_secs(2) {
+            cfg.poll_interval
+        } else {
+            cfg.poll_interval * IDLE_SCAN_FACTOR
+        };
+        bell.sleep(interval);
     }
 }
 
+/// How much slower an idle relay scans than a busy one.
+const IDLE_SCAN_FACTOR: u32 = 2;
+
 /// For each idle agent directory, its oldest pending request (by the
 /// envelope's `created_at`, then modification time, then name).
-fn pending_by_agent(spool: &Path, busy: &Mutex<HashSet<String>>) -> Vec<(String, Pending)> {
-    let root = spool.join("requests");
-    let Ok(canon_root) = std::fs::canonicalize(&root) else {
-        return Vec::new();
-    };
-    let Ok(dirs) = std::fs::read_dir(&root) else {
+///
+/// `quiet` remembers the modification time of agent directories that had
+/// nothing to claim, so an idle relay costs one `stat` per agent per scan
+/// instead of a directory listing. Only directories whose mtime is at
+/// least [`SETTLED`] old are skipped this way, which keeps the shortcut
+/// safe on file systems with coarse (up to 2 s) timestamps.
+fn pending_by_agent(
+    canon_root: &Path,
+    busy: &Mutex<HashSet<String>>,
+    quiet: &mut HashMap<String, SystemTime>,
+) -> Vec<(String, Pending)> {
+    let Ok(dirs) = std::fs::read_dir(canon_root) else {
         return Vec::new();
     };
     let mut out = Vec::new();
     let busy_now = lock(busy).clone();
+    let mut present = HashSet::new();
+    let now = SystemTime::now();
     for dir in dirs.flatten() {
         let name = dir.file_name().to_string_lossy().into_owned();
-        if name == "."
-            || name == ".."
-            || busy_now.contains(&name)
-            || !inside(&dir.path(), &canon_root)
-        {
+        present.insert(name.clone());
+        if name == "." || name == ".." || busy_now.contains(&name) {
+            continue;
+        }
+        // Real directories are inside by construction; a symlinked agent
+        // directory is followed only if it resolves inside the spool.
+        match dir.file_type() {
+            Ok(t) if t.is_dir() => {}
+            Ok(t) if t.is_symlink() && inside(&dir.path(), canon_root) => {}
+            _ => continue,
+        }
+        let mtime = std::fs::metadata(dir.path())
+            .and_then(|m| m.modified())
+            .ok();
+        let settled = mtime.filter(|m| now.duration_since(*m).is_ok_and(|age| age >= SETTLED));
+        if settled.is_some() && quiet.get(&name) == settled.as_ref() {
             continue;
         }
         let Ok(files) = std::fs::read_dir(dir.path()) else {
@@ -363,7 +402,7 @@ fn pending_by_agent(spool: &Path, busy: &Mutex<HashSet<String>>) -> Vec<(String,
             let Ok(meta) = std::fs::symlink_metadata(&path) else {
                 continue;
             };
-            if meta.file_type().is_symlink() && !inside(&path, &canon_root) {
+            if meta.file_type().is_symlink() && !inside(&path, canon_root) {
                 continue;
             }
             if !meta.file_type().is_file() && !meta.file_type().is_symlink() {
@@ -388,12 +427,25 @@ fn pending_by_agent(spool: &Path, busy: &Mutex<HashSet<String>>) -> Vec<(String,
         candidates.sort_by(|a, b| {
             (&a.created_at, a.mtime, &a.path).cmp(&(&b.created_at, b.mtime, &b.path))
         });
+        match settled {
+            Some(m) if candidates.is_empty() => {
+                quiet.insert(name.clone(), m);
+            }
+            _ => {
+                quiet.remove(&name);
+            }
+        }
         if let Some(first) = candidates.into_iter().next() {
             out.push((name, first));
         }
     }
+    quiet.retain(|name, _| present.contains(name));
     out
 }
+
+/// How old a directory's mtime must be before an unchanged mtime is
+/// trusted to mean "nothing new inside".
+const SETTLED: Duration = Duration::from_secs(5);
 
 /// True if `path` resolves to somewhere under `root` (symlinks that
 /// escape the spool are ignored).

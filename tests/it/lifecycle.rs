@@ -760,3 +760,33 @@ fn split_shell(line: &str) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn the_first_hub_info_answer_already_lists_the_relay() {
+    // Regression: the relay used to start after the listener served its
+    // first request, so a client probing right away saw no `relay`.
+    let s = Site::new();
+    let fg = Foreground::start(s.path(), s.port, "arc.sqlite3", &["--no-relay"]);
+    let info = get(&fg.url(), "/v1/hub-info");
+    assert!(
+        !info["result"]["features"]
+            .as_array()
+            .unwrap()
+            .contains(&"relay".into()),
+        "{info}"
+    );
+    drop(fg);
+    let port = free_port();
+    let fg = Foreground::start(s.path(), port, "arc.sqlite3", &[]);
+    // The line after "listening on" names the relay; by then the first
+    // request may not even have been made, yet the feature must be there.
+    let info = get(&fg.url(), "/v1/hub-info");
+    assert!(
+        info["result"]["features"]
+            .as_array()
+            .unwrap()
+            .contains(&"relay".into()),
+        "{info}"
+    );
+    assert!(s.path().join(".arc-relay/requests").is_dir());
+}

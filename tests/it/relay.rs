@@ -646,3 +646,23 @@ fn standalone_arc_relay_binary_serves_a_spool() {
     ));
     assert_eq!(stored.result()[0]["body"], "from the sandbox", "{stored}");
 }
+
+#[test]
+fn a_request_in_a_long_quiet_agent_directory_is_still_served() {
+    // The scanner skips listing directories whose mtime has not changed
+    // for a while; a new file must still be seen.
+    let h = relay_hub(|_| {});
+    let sp = spool(&h);
+    let dir = sp.join("requests/sleepy");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("readme.txt"), b"not a request").unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::open(&dir).unwrap().set_modified(old).unwrap();
+    // Several scans see the quiet directory and remember it.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = Client::over_relay("sleepy", &sp);
+    c.timeout = Duration::from_secs(10);
+    c.register(None, true, None, None).unwrap();
+    let m = c.post("general", "woke up", Post::default()).unwrap();
+    assert_eq!(m.body, "woke up");
+}
