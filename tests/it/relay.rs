@@ -657,7 +657,10 @@ fn a_request_in_a_long_quiet_agent_directory_is_still_served() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("readme.txt"), b"not a request").unwrap();
     let old = std::time::SystemTime::now() - Duration::from_secs(3600);
-    std::fs::File::open(&dir).unwrap().set_modified(old).unwrap();
+    std::fs::File::open(&dir)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     // Several scans see the quiet directory and remember it.
     std::thread::sleep(Duration::from_millis(200));
     let mut c = Client::over_relay("sleepy", &sp);
