@@ -3,9 +3,13 @@
 #   1. formatting and lints (cargo fmt, cargo clippy -D warnings);
 #   2. unit and integration tests (cargo test: one in-process hub per test,
 #      plus the real `arc` binary for lifecycle tests);
-#   3. the interop suite: the reference Python client (megastructure-arc
-#      0.1.1, from PyPI, in a venv under target/) against our binary.
-# Works on a fresh machine with Rust and Python 3; needs no standard input.
+#   3. the interop suite: the reference Python code (megastructure-arc
+#      0.1.1, from PyPI) and the official MCP SDK, in a venv under target/,
+#      against our binary;
+#   4. the browser test: the dashboard in Debian's Chromium (installed with
+#      apt-get when missing), driven by playwright-core from npm.
+# Works on a fresh machine with Rust, Python 3 and Node 20+; needs no
+# standard input.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -29,9 +33,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-  "megastructure-arc==0.1.1" "mcp>=1.9,<2"
+  "megastructure-arc==0.1.1" "mcp==1.30.0"
 cargo build --locked --bin arc
 ARC_BIN="$PWD/target/debug/arc" "$VENV/bin/python" -m unittest discover \
   -s tests/interop -p 'test_*.py' -v
+
+step "browser: the dashboard in headless Chromium"
+ARC_BIN="$PWD/target/debug/arc" tests/browser/run.sh
 
 step "all suites passed"

@@ -1,0 +1,670 @@
+#!/usr/bin/env node
+// Drives the operator dashboard (GET /) in a real Chromium against the real
+// `arc` binary. Every wait is bounded; the hub and the browser are stopped
+// on success and on failure. Exits non-zero with a message on the first
+// failed check. See run.sh for the environment it expects.
+"use strict";
+
+const { chromium } = require("playwright-core");
+const { spawn } = require("node:child_process");
+const fs = require("node:fs");
+const net = require("node:net");
+const os = require("node:os");
+const path = require("node:path");
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const ARC_BIN = process.env.ARC_BIN || path.join(ROOT, "target", "debug", "arc");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const UPDATE_SCREENSHOT = process.env.ARC_UPDATE_SCREENSHOT === "1";
+const TOTAL_LIMIT_MS = 300_000;
+const LIVE_LIMIT_MS = 1000;
+const FLOOD = 5000;
+const FEED_CAP = 500;
+
+// ------------------------------------------------------------ tiny harness
+class CheckFailed extends Error {}
+
+function check(cond, msg) {
+  if (!cond) throw new CheckFailed(msg);
+}
+
+function log(...a) {
+  console.log(...a);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(what, fn, limitMs, everyMs = 50) {
+  const start = Date.now();
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() - start > limitMs) {
+      throw new CheckFailed(`timed out after ${limitMs} ms waiting for ${what}` +
+        (last instanceof Error ? ` (last error: ${last.message})` : ""));
+    }
+    await sleep(everyMs);
+  }
+}
+
+let stepNo = 0;
+async function step(name, fn) {
+  stepNo += 1;
+  const t0 = Date.now();
+  await fn();
+  log(`  ok ${String(stepNo).padStart(2)} ${name} (${Date.now() - t0} ms)`);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// ------------------------------------------------------------ hub + API
+function makeApi(base) {
+  async function call(method, p, body) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 15000);
+    try {
+      const res = await fetch(base + p, {
+        method,
+        signal: ctl.signal,
+        headers: body === undefined ? {} : { "Content-Type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      let json = null;
+      try { json = JSON.parse(text); } catch (_) { /* not JSON */ }
+      return { status: res.status, json, text, headers: res.headers };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  async function ok(method, p, body) {
+    const r = await call(method, p, body);
+    if (r.status >= 300 || !r.json || r.json.ok !== true) {
+      throw new CheckFailed(`${method} ${p} -> ${r.status} ${r.text.slice(0, 300)}`);
+    }
+    return r.json.result;
+  }
+  return {
+    call,
+    get: (p) => ok("GET", p),
+    post: (p, b) => ok("POST", p, b || {}),
+    register: (agent_id, display_name, capabilities) =>
+      ok("POST", "/v1/sessions", { agent_id, display_name, capabilities: capabilities || [], replace: true }),
+    say: (from_agent, channel, body, extra) =>
+      ok("POST", "/v1/messages", Object.assign({ from_agent, channel, body }, extra || {})),
+  };
+}
+
+async function startHub(tmp) {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const logFile = path.join(tmp, "hub.log");
+  const out = fs.openSync(logFile, "a");
+  const child = spawn(ARC_BIN, [
+    "--host", "127.0.0.1",
+    "--port", String(port),
+    "--storage", path.join(tmp, "arc.sqlite3"),
+    "--spool-dir", path.join(tmp, "spool"),
+    "--quiet",
+  ], { stdio: ["ignore", out, out], cwd: tmp });
+  fs.closeSync(out);
+  let exited = null;
+  child.on("exit", (code, sig) => { exited = { code, sig }; });
+  const api = makeApi(base);
+  await waitFor("hub-info from the arc binary", async () => {
+    if (exited) throw new CheckFailed(`arc exited early (${JSON.stringify(exited)}); log:\n${fs.readFileSync(logFile, "utf8")}`);
+    const r = await api.call("GET", "/v1/hub-info");
+    return r.status === 200;
+  }, 15000, 100).catch((e) => {
+    if (exited && e.message.includes("arc exited")) throw e;
+    throw new CheckFailed(`${e.message}; hub log:\n${fs.readFileSync(logFile, "utf8")}`);
+  });
+  return {
+    base,
+    api,
+    child,
+    exited: () => exited,
+    async stop() {
+      if (exited) return;
+      child.kill("SIGTERM");
+      const t0 = Date.now();
+      while (!exited && Date.now() - t0 < 5000) await sleep(50);
+      if (!exited) child.kill("SIGKILL");
+    },
+  };
+}
+
+// ------------------------------------------------------------ page helpers
+function watchPage(page, base, sink) {
+  page.on("dialog", (d) => {
+    sink.dialogs.push(`${d.type()}: ${d.message()}`);
+    d.dismiss().catch(() => {});
+  });
+  page.on("pageerror", (e) => sink.pageErrors.push(String(e && e.stack || e)));
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") sink.console.push(`${m.type()}: ${m.text()}`);
+  });
+  page.on("request", (r) => {
+    const u = r.url();
+    if (!u.startsWith(base + "/") && !u.startsWith("data:") && u !== "about:blank") sink.foreign.push(u);
+  });
+}
+
+async function typeLine(page, text) {
+  await page.fill("#input", text, { timeout: 5000 });
+  await page.press("#input", "Enter", { timeout: 5000 });
+}
+
+async function feedBodies(page) {
+  return page.$$eval("#messages .msg .body", (els) => els.map((e) => e.textContent));
+}
+
+async function feedHas(page, body, limitMs, what) {
+  await page.waitForFunction(
+    (b) => [...document.querySelectorAll("#messages .msg .body")].some((e) => e.textContent === b),
+    body,
+    { timeout: limitMs, polling: "raf" },
+  ).catch(() => { throw new CheckFailed(`${what || "feed"}: ${JSON.stringify(body)} not shown within ${limitMs} ms`); });
+}
+
+async function textOf(page, sel) {
+  return page.$eval(sel, (e) => e.textContent);
+}
+
+async function waitText(page, sel, needle, limitMs, what) {
+  await page.waitForFunction(
+    ([s, n]) => { const e = document.querySelector(s); return !!e && e.textContent.includes(n); },
+    [sel, needle],
+    { timeout: limitMs },
+  ).catch(async () => {
+    const have = await page.$eval(sel, (e) => e.textContent).catch(() => "(missing)");
+    throw new CheckFailed(`${what || sel}: expected ${JSON.stringify(needle)} within ${limitMs} ms; have ${JSON.stringify(have.slice(0, 400))}`);
+  });
+}
+
+// ------------------------------------------------------------ the test
+let liveHub = null;
+
+async function run(tmp) {
+  const sink = { dialogs: [], pageErrors: [], console: [], foreign: [] };
+  const hub = await startHub(tmp);
+  liveHub = hub;
+  const { api, base } = hub;
+  let browser = null;
+  try {
+    log(`hub ${base} (${ARC_BIN}); temp ${tmp}`);
+
+    // ---------------- realistic data, as agents would create it
+    await api.register("planner", "Planner", ["plan"]);
+    await api.register("coder-1", "Coder 1", ["rust"]);
+    await api.register("coder-2", "Coder 2", ["rust", "docs"]);
+    await api.register("reviewer", "Reviewer", ["review"]);
+    await api.post("/v1/channels", { name: "ops", created_by: "planner" });
+    await api.post("/v1/channels", { name: "build", created_by: "planner" });
+    await api.say("reviewer", "ops", "Nightly CI is green again after the cache fix.");
+    await api.say("planner", "general", "Morning! Today we ship the config-parser refactor (issue #42). Tasks are in thread issue-42.");
+    const parent = await api.say("planner", "general", "Refactor the config parser (issue #42)", { kind: "task", thread_id: "issue-42" });
+    const t1 = await api.say("planner", "general", "Extract the tokenizer into its own module", { kind: "task", thread_id: "issue-42", parent_task_id: parent.id });
+    const t2 = await api.say("planner", "general", "Add error spans to parse failures", { kind: "task", thread_id: "issue-42", parent_task_id: parent.id });
+    const t3 = await api.say("planner", "general", "Document the new include syntax", { kind: "task", thread_id: "issue-42", parent_task_id: parent.id });
+    await api.post("/v1/claims", { owner_agent_id: "coder-1", task_message_id: t1.id, thread_id: "issue-42", ttl_sec: 600 });
+    await api.say("coder-1", "general", "Tokenizer extracted; all 212 parser tests pass.", {
+      thread_id: "issue-42", reply_to: t1.id,
+      attachments: [{ type: "diff_ref", path: "src/tokenizer.rs", base: "main", head: "parser-split" }],
+    });
+    await api.post("/v1/claims/release", { claim_key: `task-${t1.id}`, agent_id: "coder-1" });
+    await api.post(`/v1/tasks/${t1.id}/complete`);
+    await api.post("/v1/claims", { owner_agent_id: "coder-2", task_message_id: t2.id, thread_id: "issue-42", ttl_sec: 900 });
+    await api.post("/v1/locks", { agent_id: "coder-2", file_path: "src/parser.rs", ttl_sec: 900, metadata: { thread_id: "issue-42" } });
+    await api.say("coder-2", "general", "Taking the error spans; holding a lock on src/parser.rs for about 15 minutes.", {
+      thread_id: "issue-42",
+      attachments: [{ type: "file_ref", path: "src/parser.rs", start_line: 120, end_line: 188, description: "parse_value error paths" }],
+    });
+    await api.post("/v1/claims", { owner_agent_id: "coder-1", claim_key: "docs-include-syntax", task_message_id: t3.id, thread_id: "issue-42", ttl_sec: 420 });
+    await api.post("/v1/locks", { agent_id: "coder-1", file_path: "docs/syntax.md", ttl_sec: 420, metadata: { thread_id: "issue-42" } });
+    await api.say("reviewer", "general", "Benchmarks after the split", {
+      kind: "artifact", thread_id: "issue-42",
+      attachments: [{ type: "code", language: "text", content: "parse 10k configs: 182 ms -> 141 ms" }],
+    });
+    await api.say("reviewer", "general", "LGTM on the tokenizer diff; one naming nit left inline.");
+
+    // ---------------- browser
+    // playwright-core gives the browser a new, empty --user-data-dir under
+    // the system temp dir (and removes it on close); it refuses our own.
+    const args = [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--disable-dev-shm-usage",
+    ];
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args, timeout: 30000 });
+    const desk = await browser.newContext({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1 });
+    const page = await desk.newPage();
+    page.setDefaultTimeout(5000);
+    watchPage(page, base, sink);
+
+    await step("page loads with its CSP and registers the operator", async () => {
+      const resp = await page.goto(base + "/", { waitUntil: "load", timeout: 10000 });
+      check(resp.status() === 200, `GET / -> ${resp.status()}`);
+      const csp = resp.headers()["content-security-policy"] || "";
+      check(csp.includes("script-src 'self'") && csp.includes("connect-src 'self'"), `CSP header: ${csp}`);
+      await page.waitForSelector("#whoami[data-agent]", { timeout: 5000 });
+      const me = await page.getAttribute("#whoami", "data-agent");
+      check(me === "operator", `operator id on a fresh profile: ${me}`);
+      const agents = await api.get("/v1/agents");
+      const op = agents.find((a) => a.agent_id === "operator");
+      check(op && op.display_name === "operator" && op.active === true, `operator session in /v1/agents: ${JSON.stringify(agents.map((a) => a.agent_id))}`);
+      await waitFor("live connection indicator", async () => (await page.getAttribute("#conn", "data-state")) === "sse", 5000);
+    });
+
+    await step("agents from the API show as pills with display names", async () => {
+      await waitText(page, "#agents", "Coder 2", 6000, "agent pills");
+      const pills = await page.$$eval("#agents .pill", (els) => els.map((e) => [e.getAttribute("data-agent"), e.querySelector(".pill-name").textContent]));
+      const want = [["coder-1", "Coder 1"], ["coder-2", "Coder 2"], ["planner", "Planner"], ["reviewer", "Reviewer"], ["operator", "operator"]];
+      for (const [id, name] of want) {
+        check(pills.some(([i, n]) => i === id && n === name), `pill ${id}/${name} missing; pills ${JSON.stringify(pills)}`);
+      }
+    });
+
+    await step("seeded messages, kind badges and attachment summaries render", async () => {
+      await feedHas(page, "LGTM on the tokenizer diff; one naming nit left inline.", 5000, "seed");
+      await feedHas(page, "Refactor the config parser (issue #42)", 1000, "seed");
+      const bodies = await feedBodies(page);
+      check(!bodies.includes("Nightly CI is green again after the cache fix."), "an #ops message leaked into #general");
+      const atts = await page.$$eval("#messages .atts li", (els) => els.map((e) => e.textContent));
+      for (const want of ["diff: src/tokenizer.rs main -> parser-split", "file: src/parser.rs (120-188) - parse_value error paths", "code [text]: parse 10k configs: 182 ms -> 141 ms"]) {
+        check(atts.includes(want), `attachment summary ${JSON.stringify(want)} missing; have ${JSON.stringify(atts)}`);
+      }
+      const badges = await page.$$eval("#messages .msg .badge", (els) => els.map((e) => e.textContent));
+      check(badges.includes("task") && badges.includes("artifact"), `kind badges: ${JSON.stringify(badges)}`);
+      const sender = await page.$eval(`#messages .msg .sender[data-agent="reviewer"]`, (e) => e.textContent);
+      check(sender === "Reviewer", `sender shown by display name: ${sender}`);
+    });
+
+    await step("footer shows hub-info", async () => {
+      const info = await api.get("/v1/hub-info");
+      await waitText(page, "#hub-info", `Instance: ${info.instance_id} | WAL`, 3000, "footer");
+    });
+
+    await step("a line typed into the input is stored", async () => {
+      const text = "Thanks all. I'm watching from the dashboard; ping me for merges.";
+      await typeLine(page, text);
+      await waitFor("typed message in /v1/messages", async () => {
+        const msgs = await api.get("/v1/messages?channel=general&limit=5&tail=1");
+        return msgs.some((m) => m.from_agent === "operator" && m.body === text && m.thread_id === null);
+      }, 3000);
+      await feedHas(page, text, 2000, "own message");
+    });
+
+    await step("a message posted by an agent appears within 1 s without reload (SSE)", async () => {
+      const lines = ["Pushed the span work to parser-split.", "Re-running the benchmarks on the new branch.", "Docs draft is up for review."];
+      const from = ["coder-2", "reviewer", "coder-1"];
+      let worst = 0;
+      for (let i = 0; i < lines.length; i++) {
+        const t0 = Date.now();
+        await api.say(from[i], "general", lines[i]);
+        await feedHas(page, lines[i], LIVE_LIMIT_MS, "live message");
+        worst = Math.max(worst, Date.now() - t0);
+      }
+      check(worst < LIVE_LIMIT_MS, `live latency ${worst} ms`);
+      log(`       worst post-to-screen latency ${worst} ms`);
+    });
+
+    await step("auto-scroll only when already at the bottom", async () => {
+      const atBottom = () => page.$eval("#feed", (f) => f.scrollHeight - f.scrollTop - f.clientHeight < 48);
+      check(await page.$eval("#feed", (f) => f.scrollHeight > f.clientHeight + 100), "feed not scrollable; fixture too small");
+      check(await atBottom(), "feed did not start at the bottom");
+      await page.$eval("#feed", (f) => { f.scrollTop = 0; });
+      await api.say("planner", "general", "Reminder: freeze at 17:00.");
+      await feedHas(page, "Reminder: freeze at 17:00.", LIVE_LIMIT_MS, "message while scrolled up");
+      await page.waitForSelector("#jump:not([hidden])", { timeout: 2000 });
+      check((await page.$eval("#feed", (f) => f.scrollTop)) === 0, "feed scrolled although the operator was reading older messages");
+      check((await textOf(page, "#jump")).startsWith("1 new message"), `jump button: ${await textOf(page, "#jump")}`);
+      await page.click("#jump");
+      await waitFor("feed at the bottom after the jump button", atBottom, 2000);
+      await api.say("coder-2", "general", "Ack, will be done before the freeze.");
+      await feedHas(page, "Ack, will be done before the freeze.", LIVE_LIMIT_MS, "message while at the bottom");
+      await waitFor("feed follows new messages at the bottom", atBottom, 2000);
+      check(await page.isHidden("#jump"), "jump button shown while at the bottom");
+    });
+
+    await step("/dm reaches the agent's inbox", async () => {
+      const text = "Can you pick up the include-syntax docs next?";
+      await typeLine(page, `/dm coder-1 ${text}`);
+      await waitFor("DM in /v1/inbox/coder-1", async () => {
+        const inbox = await api.get("/v1/inbox/coder-1");
+        return inbox.some((m) => m.from_agent === "operator" && m.body === text && m.channel === "direct" && m.kind === "chat");
+      }, 3000);
+      await waitText(page, "#messages", "→ Coder 1", 2000, "local DM notice");
+    });
+
+    await step("operator inbox shows DMs live; clicking one pre-fills a reply", async () => {
+      const text = "Can you approve merging #42 once the docs land?";
+      const t0 = Date.now();
+      await api.say("planner", "direct", text, { to_agent: "operator" });
+      await waitText(page, "#inbox", text, LIVE_LIMIT_MS, "inbox");
+      log(`       DM reached the inbox panel in ${Date.now() - t0} ms`);
+      check((await textOf(page, "#inbox-count")) === "1", "inbox count");
+      await page.click('#inbox .inbox-item[data-from="planner"]');
+      const v = await page.inputValue("#input");
+      check(v === "/dm planner ", `reply prefill: ${JSON.stringify(v)}`);
+      await page.fill("#input", "");
+    });
+
+    await step("tasks, claims and locks panels show what the API holds", async () => {
+      const tasks = await api.get("/v1/tasks?status=open");
+      await waitFor("task tree", async () => (await page.$$("#tasks [data-task]")).length >= 3, 6000);
+      for (const t of tasks) {
+        check(await page.$(`#tasks [data-task="${t.task_id}"]`), `open task #${t.task_id} not in the panel`);
+      }
+      // Tree: the children sit under the parent, with the rollup state.
+      const nested = await page.$$eval(`#tasks > li[data-task="${parent.id}"] li[data-task]`, (els) => els.map((e) => Number(e.getAttribute("data-task"))));
+      for (const id of [t1.id, t2.id, t3.id]) check(nested.includes(id), `task #${id} not nested under #${parent.id}: ${JSON.stringify(nested)}`);
+      await waitText(page, `#tasks > li[data-task="${parent.id}"] .rollup`, "1/3 subtasks done", 3000, "rollup");
+      await waitText(page, `#tasks [data-task="${t2.id}"]`, "Add error spans to parse failures", 6000, "task title");
+      check(await page.$(`#tasks li.done[data-task="${t1.id}"]`), "completed child not shown as done");
+      check((await textOf(page, "#task-count")) === String(tasks.length), "open task count");
+
+      const claims = await api.get("/v1/claims?active_only=1");
+      const locks = await api.get("/v1/locks?active_only=1");
+      check(claims.length === 2 && locks.length === 2, `fixture: ${claims.length} claims, ${locks.length} locks`);
+      const shownClaims = await page.$$eval("#claims [data-claim]", (els) => els.map((e) => e.getAttribute("data-claim")));
+      const shownLocks = await page.$$eval("#locks [data-lock]", (els) => els.map((e) => e.getAttribute("data-lock")));
+      check(JSON.stringify(shownClaims.sort()) === JSON.stringify(claims.map((c) => c.claim_key).sort()), `claims panel ${JSON.stringify(shownClaims)} vs API ${JSON.stringify(claims.map((c) => c.claim_key))}`);
+      check(JSON.stringify(shownLocks.sort()) === JSON.stringify(locks.map((l) => l.file_path).sort()), `locks panel ${JSON.stringify(shownLocks)} vs API`);
+      const claimRow = await textOf(page, `#claims [data-claim="task-${t2.id}"]`);
+      check(claimRow.includes("Coder 2") && /expires in 1[45]:\d\d/.test(claimRow), `claim row: ${claimRow}`);
+      const c1 = await textOf(page, '#locks [data-lock="docs/syntax.md"] .countdown');
+      await sleep(1100);
+      const c2 = await textOf(page, '#locks [data-lock="docs/syntax.md"] .countdown');
+      check(/^expires in [67]:\d\d$/.test(c1) && c1 !== c2, `lock countdown ticks: ${c1} -> ${c2}`);
+
+      // A new lock taken through the API shows up without a reload.
+      await api.post("/v1/locks", { agent_id: "reviewer", file_path: "benches/parse.rs", ttl_sec: 300 });
+      await page.waitForSelector('#locks [data-lock="benches/parse.rs"]', { timeout: 5000 });
+      await api.post("/v1/locks/release", { agent_id: "reviewer", file_path: "benches/parse.rs" });
+      await page.waitForSelector('#locks [data-lock="benches/parse.rs"]', { state: "detached", timeout: 5000 });
+    });
+
+    await step("thread picker switches to a thread; posting there stays in the thread", async () => {
+      await waitFor("issue-42 in the picker", async () => (await page.$$eval("#thread-picker option", (os) => os.map((o) => o.value))).includes("issue-42"), 5000);
+      await page.selectOption("#thread-picker", "issue-42");
+      await waitText(page, "#view-title", "issue-42", 3000, "thread title");
+      await feedHas(page, "Tokenizer extracted; all 212 parser tests pass.", 3000, "thread view");
+      const bodies = await feedBodies(page);
+      check(!bodies.includes("LGTM on the tokenizer diff; one naming nit left inline."), "non-thread message shown in the thread view");
+      const text = "Please post the benchmark numbers in this thread too.";
+      await typeLine(page, text);
+      await waitFor("thread post stored with thread_id", async () => {
+        const msgs = await api.get("/v1/messages?thread_id=issue-42&limit=5&tail=1");
+        return msgs.some((m) => m.body === text && m.from_agent === "operator" && m.channel === "general");
+      }, 3000);
+      await feedHas(page, text, 2000, "thread post");
+      const live = "Numbers posted above: 23% faster.";
+      const t0 = Date.now();
+      await api.say("reviewer", "general", live, { thread_id: "issue-42" });
+      await feedHas(page, live, LIVE_LIMIT_MS, "live thread message");
+      check(Date.now() - t0 < LIVE_LIMIT_MS, "live thread latency");
+      await page.selectOption("#thread-picker", "");
+      await waitText(page, "#view-title", "#general", 3000, "back to channel");
+      await feedHas(page, "LGTM on the tokenizer diff; one naming nit left inline.", 3000, "channel view again");
+    });
+
+    await step("channel switching, unread counts and a missing-channel error", async () => {
+      await page.click('#channels [data-channel="ops"]');
+      await waitText(page, "#view-title", "#ops", 3000, "ops title");
+      await feedHas(page, "Nightly CI is green again after the cache fix.", 3000, "#ops");
+      check(!(await feedBodies(page)).includes("LGTM on the tokenizer diff; one naming nit left inline."), "#general message in #ops");
+      await api.say("planner", "general", "Standup in 10 minutes.");
+      await api.say("coder-1", "general", "On my way.");
+      await waitText(page, '#channels [data-channel="general"]', "2", 2000, "unread count for #general");
+      await typeLine(page, "/channel #general");
+      await waitText(page, "#view-title", "#general", 3000, "general title");
+      await feedHas(page, "On my way.", 2000, "#general after switch");
+      await page.waitForSelector('#channels [data-channel="general"] .unread', { state: "detached", timeout: 2000 });
+      await typeLine(page, "/channel no-such-room");
+      await page.waitForSelector("#error:not([hidden])", { timeout: 3000 });
+      const err = await textOf(page, "#error-text");
+      check(/not found/i.test(err) && err.includes("no-such-room"), `error text: ${err}`);
+      check((await textOf(page, "#view-title")) === "#general", "view changed despite the error");
+    });
+
+    await step("/channels, /create-channel, /nick, /network", async () => {
+      await typeLine(page, "/channels");
+      await waitText(page, "#messages", "Channels: #build, #direct, #general, #ops", 3000, "/channels notice");
+      await typeLine(page, "/create-channel retro");
+      await waitText(page, "#view-title", "#retro", 3000, "created channel");
+      const chans = await api.get("/v1/channels");
+      const retro = chans.find((c) => c.name === "retro");
+      check(retro && retro.created_by === "operator", `retro channel: ${JSON.stringify(retro)}`);
+      await page.waitForSelector('#channels [data-channel="retro"]', { timeout: 3000 });
+      await typeLine(page, "/NICK Ops Lead");
+      await waitText(page, "#messages", "You are now known as Ops Lead", 3000, "/nick notice");
+      const op = (await api.get("/v1/agents")).find((a) => a.agent_id === "operator");
+      check(op.display_name === "Ops Lead", `display name after /nick: ${op.display_name}`);
+      await typeLine(page, "/network off");
+      await waitText(page, "#messages", "Network: remote access OFF", 3000, "/network off");
+      await typeLine(page, "/network on");
+      await waitText(page, "#error-text", "cannot enable remote access at runtime", 3000, "/network on error");
+      await typeLine(page, "/bogus");
+      await waitText(page, "#error-text", "Unknown command /bogus", 3000, "unknown command");
+    });
+
+    await step("screenshot", async () => {
+      await page.click('#channels [data-channel="general"]');
+      await waitText(page, "#view-title", "#general", 3000, "general");
+      await feedHas(page, "On my way.", 3000, "general feed");
+      await page.waitForFunction(() => document.querySelectorAll("#tasks [data-task]").length >= 4, null, { timeout: 5000 });
+      await page.fill("#input", "");
+      check(await page.isHidden("#error"), "error bar still shown after switching view");
+      await page.waitForTimeout(300);
+      const shot = path.join(tmp, "dashboard.png");
+      await page.screenshot({ path: shot, timeout: 10000 });
+      log(`       screenshot ${shot}`);
+      if (UPDATE_SCREENSHOT) {
+        fs.mkdirSync(path.join(ROOT, "docs"), { recursive: true });
+        fs.copyFileSync(shot, path.join(ROOT, "docs", "dashboard.png"));
+        log("       copied to docs/dashboard.png");
+      }
+    });
+
+    await step("/quit arms a shutdown with a countdown banner; typing cancels it", async () => {
+      await typeLine(page, "/quit 600");
+      await page.waitForSelector("#shutdown-banner:not([hidden])", { timeout: 3000 });
+      const status = await api.get("/v1/shutdown");
+      check(status && status.delay_sec === 600, `shutdown status: ${JSON.stringify(status)}`);
+      const r1 = Number(await page.getAttribute("#shutdown-banner", "data-remaining"));
+      await sleep(2100);
+      const r2 = Number(await page.getAttribute("#shutdown-banner", "data-remaining"));
+      check(r1 > 590 && r2 < r1, `countdown ${r1} -> ${r2}`);
+      await typeLine(page, "Never mind, keep running.");
+      await page.waitForSelector("#shutdown-banner", { state: "hidden", timeout: 3000 });
+      check((await api.get("/v1/shutdown")) === null, "shutdown still pending after typing");
+      const msgs = await api.get("/v1/messages?channel=general&limit=3&tail=1");
+      check(msgs.some((m) => m.body === "Never mind, keep running." && m.from_agent === "operator"), "cancel-by-typing did not post the line");
+    });
+
+    await step("hostile text renders as text everywhere", async () => {
+      const evil = "<img src=x onerror=\"window.__pwned=1;alert(1)\">";
+      const evilScript = "<script>window.__pwned=2;alert(2)</script>";
+      const evilId = "<img src=x onerror=alert(3)>";
+      await api.register(evilId, "<script>alert(4)</script>", ["<b>cap</b>"]);
+      await api.post("/v1/channels", { name: "<img src=x onerror=alert(5)>", created_by: evilId });
+      await api.say(evilId, "general", evilScript, {
+        kind: "artifact",
+        thread_id: "<svg onload=alert(6)>",
+        attachments: [
+          { type: "file_ref", path: "<img src=x onerror=alert(7)>", description: "<iframe src=javascript:alert(8)>" },
+          { type: "code", language: "<script>alert(9)</script>", content: "<img src=x onerror=alert(10)>" },
+          { type: "json", content: { "<img src=x onerror=alert(11)>": "<b>x</b>" } },
+          { type: "diff_ref", path: "a", base: "<i>b</i>", head: "<img src=x onerror=alert(12)>" },
+        ],
+        metadata: { "<img src=x onerror=alert(13)>": "<script>alert(14)</script>" },
+      });
+      await api.say("reviewer", "general", evil);
+      await api.say(evilId, "direct", "<img src=x onerror=alert(15)>", { to_agent: "operator" });
+      await api.say(evilId, "<img src=x onerror=alert(5)>", "hello from a hostile channel");
+      await feedHas(page, evil, 2000, "hostile body");
+      await feedHas(page, evilScript, 2000, "hostile script body");
+      await waitText(page, "#agents", "<script>alert(4)</script>", 7000, "hostile display name");
+      await waitText(page, "#channels", "#<img src=x onerror=alert(5)>", 3000, "hostile channel name");
+      await waitText(page, "#inbox", "<img src=x onerror=alert(15)>", 2000, "hostile DM");
+      await waitText(page, "#messages", "file: <img src=x onerror=alert(7)> - <iframe src=javascript:alert(8)>", 1000, "hostile attachment");
+      await waitText(page, "#messages", "code [<script>alert(9)</script>]: <img src=x onerror=alert(10)>", 1000, "hostile code attachment");
+      await waitText(page, "#messages", "<img src=x onerror=alert(13)>", 1000, "hostile metadata");
+      await page.waitForFunction(() => [...document.querySelectorAll("#thread-picker option")].some((o) => o.value === "<svg onload=alert(6)>"), null, { timeout: 12000 });
+      await page.click('#channels [data-channel="<img src=x onerror=alert(5)>"]');
+      await feedHas(page, "hello from a hostile channel", 3000, "hostile channel view");
+      await waitText(page, "#view-title", "#<img src=x onerror=alert(5)>", 1000, "hostile channel title");
+      await page.selectOption("#thread-picker", "<svg onload=alert(6)>");
+      await feedHas(page, evilScript, 3000, "hostile thread view");
+      const dom = await page.evaluate(() => ({
+        pwned: window.__pwned,
+        imgs: document.querySelectorAll("img, svg, iframe, b, i").length,
+        scripts: [...document.querySelectorAll("script")].map((s) => s.getAttribute("src")),
+      }));
+      check(dom.pwned === undefined, "hostile script ran");
+      check(dom.imgs === 0, `${dom.imgs} injected element(s) found in the DOM`);
+      check(JSON.stringify(dom.scripts) === JSON.stringify(["/assets/dashboard.js"]), `scripts in DOM: ${JSON.stringify(dom.scripts)}`);
+      check(sink.dialogs.length === 0, `dialogs fired: ${JSON.stringify(sink.dialogs)}`);
+      await page.selectOption("#thread-picker", "");
+      await page.click('#channels [data-channel="general"]');
+    });
+
+    await step("second operator on a phone: 409 fallback id, SSE refused -> long-poll, layout, pagehide closes the session", async () => {
+      const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+      const p2 = await phone.newPage();
+      p2.setDefaultTimeout(5000);
+      watchPage(p2, base, sink);
+      // Make the stream unavailable, as a buffering proxy would.
+      await p2.route("**/v1/stream*", (r) => r.fulfill({ status: 503, contentType: "application/json", body: '{"ok":false,"error":"no streams here"}' }));
+      await p2.goto(base + "/", { waitUntil: "load", timeout: 10000 });
+      await p2.waitForSelector("#whoami[data-agent]", { timeout: 5000 });
+      const id2 = await p2.getAttribute("#whoami", "data-agent");
+      check(/^operator-[0-9a-z]{4}$/.test(id2), `second operator id: ${id2}`);
+      check((await api.get("/v1/agents")).some((a) => a.agent_id === id2), "second operator not registered");
+      await waitFor("long-poll fallback", async () => (await p2.getAttribute("#conn", "data-state")) === "poll", 5000);
+      await feedHas(p2, "On my way.", 3000, "phone seed");
+      const live = "Phone check: long-poll delivers too.";
+      const t0 = Date.now();
+      await api.say("planner", "general", live);
+      await feedHas(p2, live, LIVE_LIMIT_MS, "long-poll live message");
+      log(`       long-poll post-to-screen latency ${Date.now() - t0} ms`);
+      const layout = await p2.evaluate(() => {
+        const r = (s) => document.querySelector(s).getBoundingClientRect();
+        return { sw: document.documentElement.scrollWidth, iw: window.innerWidth, input: r("#input"), side: r("#side"), toggle: r("#toggle-side") };
+      });
+      check(layout.sw <= layout.iw + 1, `horizontal overflow on a phone: ${layout.sw} > ${layout.iw}`);
+      check(layout.input.width > 200 && layout.input.right <= layout.iw && layout.input.bottom <= 844, `input on a phone: ${JSON.stringify(layout.input)}`);
+      check(layout.side.right <= 0 && layout.toggle.width > 0, `sidebar should start hidden: ${JSON.stringify(layout.side)}`);
+      await p2.click("#toggle-side");
+      await p2.waitForFunction(() => document.querySelector("#side").getBoundingClientRect().left >= 0, null, { timeout: 3000 });
+      await p2.click('#channels [data-channel="ops"]');
+      await waitText(p2, "#view-title", "#ops", 3000, "phone channel switch");
+      await p2.waitForFunction(() => document.querySelector("#side").getBoundingClientRect().right <= 0, null, { timeout: 3000 });
+      await p2.screenshot({ path: path.join(tmp, "dashboard-phone.png"), timeout: 10000 });
+      await p2.goto("about:blank", { timeout: 5000 });
+      await waitFor("session closed on pagehide", async () => !(await api.get("/v1/agents")).some((a) => a.agent_id === id2), 3000);
+      await phone.close();
+    });
+
+    await step(`${FLOOD} messages in the open channel: stays responsive, DOM capped at ${FEED_CAP}`, async () => {
+      await typeLine(page, "/create-channel load");
+      await waitText(page, "#view-title", "#load", 3000, "load channel");
+      let stop = false;
+      let worstLag = 0;
+      const prober = (async () => {
+        while (!stop) {
+          const t0 = Date.now();
+          await page.evaluate(() => document.querySelectorAll("#messages .msg").length);
+          worstLag = Math.max(worstLag, Date.now() - t0);
+          await sleep(100);
+        }
+      })();
+      const t0 = Date.now();
+      let next = 1;
+      const worker = async () => {
+        while (next <= FLOOD) {
+          const n = next++;
+          await api.say(n % 2 ? "coder-1" : "coder-2", "load", `load message ${n}`);
+        }
+      };
+      await Promise.all(Array.from({ length: 8 }, worker));
+      const posted = Date.now() - t0;
+      await feedHas(page, `load message ${FLOOD}`, 15000, "last flood message");
+      const shown = Date.now() - t0;
+      stop = true;
+      await prober;
+      const n = await page.$$eval("#messages .msg", (els) => els.length);
+      check(n <= FEED_CAP && n >= FEED_CAP - 10, `feed holds ${n} message nodes`);
+      const ids = await page.$$eval("#messages .msg", (els) => els.map((e) => Number(e.getAttribute("data-id"))));
+      check(ids.every((v, i) => i === 0 || v > ids[i - 1]), "feed out of order after the flood");
+      check(worstLag < 1500, `page blocked for ${worstLag} ms during the flood`);
+      log(`       posted in ${posted} ms, last shown at ${shown} ms, worst main-thread round trip ${worstLag} ms, ${n} nodes`);
+      // Re-opening the channel seeds only the last 50.
+      await page.click('#channels [data-channel="general"]');
+      await waitText(page, "#view-title", "#general", 3000, "general");
+      await page.click('#channels [data-channel="load"]');
+      await feedHas(page, `load message ${FLOOD}`, 3000, "load re-seed");
+      const seeded = await page.$$eval("#messages .msg", (els) => els.length);
+      check(seeded === 50, `re-seed shows ${seeded} messages`);
+    });
+
+    await step("no page errors, CSP violations or requests off the hub", async () => {
+      check(sink.pageErrors.length === 0, `uncaught page errors:\n${sink.pageErrors.join("\n")}`);
+      const bad = sink.console.filter((m) => /Content Security Policy|Refused to/i.test(m));
+      check(bad.length === 0, `CSP violations:\n${bad.join("\n")}`);
+      const unexpected = sink.console.filter((m) => !/Failed to load resource: the server responded with a status of (400|404|409|503)/.test(m) && !/EventSource/.test(m));
+      check(unexpected.length === 0, `console errors:\n${unexpected.join("\n")}`);
+      check(sink.foreign.length === 0, `requests off the hub: ${sink.foreign.join(", ")}`);
+      check(sink.dialogs.length === 0, `dialogs: ${sink.dialogs.join(", ")}`);
+      check(!hub.exited(), "hub exited during the test");
+    });
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    await hub.stop();
+  }
+}
+
+async function main() {
+  const t0 = Date.now();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "arc-browser-"));
+  const guard = setTimeout(() => {
+    console.error(`browser test: FAILED: exceeded ${TOTAL_LIMIT_MS} ms`);
+    if (liveHub) liveHub.child.kill("SIGKILL");
+    process.exit(1);
+  }, TOTAL_LIMIT_MS);
+  let failed = null;
+  try {
+    await run(tmp);
+  } catch (e) {
+    failed = e;
+  }
+  clearTimeout(guard);
+  if (failed) {
+    console.error(`browser test: FAILED: ${failed instanceof CheckFailed ? failed.message : failed.stack || failed}`);
+    console.error(`(artifacts kept in ${tmp})`);
+    process.exit(1);
+  }
+  // Keep the screenshots; drop the database and the browser profile.
+  for (const f of fs.readdirSync(tmp)) {
+    if (!f.endsWith(".png")) fs.rmSync(path.join(tmp, f), { recursive: true, force: true });
+  }
+  log(`browser test: all ${stepNo} checks passed in ${((Date.now() - t0) / 1000).toFixed(1)} s (artifacts in ${tmp})`);
+}
+
+main();
