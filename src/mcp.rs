@@ -40,7 +40,7 @@ touches the store.
 use std::io::{BufRead, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,7 @@ use crate::cli::AgentArgs;
 use crate::client::{Client, Post};
 use crate::error::{Error, Result};
 use crate::input::percent_encode;
+use crate::notify::{Watch, pause};
 
 /// MCP revisions we speak, newest first; `initialize` echoes the client's
 /// choice when it is one of these and answers with the first otherwise.
@@ -201,7 +202,7 @@ fn join_until(h: JoinHandle<()>, deadline: Instant) {
         if Instant::now() >= deadline {
             return;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        pause(Duration::from_millis(5));
     }
 }
 
@@ -382,8 +383,8 @@ struct Shared {
     client: Client,
     opts: Options,
     reg: Mutex<Reg>,
-    flags: Mutex<Flags>,
-    wake: Condvar,
+    /// Stop and subscription state; changes wake the helper threads.
+    flags: Watch<Flags>,
     out: Mutex<Out>,
     /// Set once the loop ends: nothing more is written after it.
     stopped: AtomicBool,
@@ -403,13 +404,12 @@ impl Shared {
                 cursor: None,
                 last_error: None,
             }),
-            flags: Mutex::new(Flags {
+            flags: Watch::new(Flags {
                 stop: false,
                 subscribed: false,
                 generation: 0,
                 push_cursor: None,
             }),
-            wake: Condvar::new(),
             out: Mutex::new(Out {
                 w,
                 framing: None,
@@ -450,26 +450,14 @@ impl Shared {
 
     fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
-        lock(&self.flags).stop = true;
-        self.wake.notify_all();
+        self.flags.update(|f| f.stop = true);
     }
 
     /// Sleeps up to `d`; true if the server is stopping.
     fn sleep(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
-        let mut f = lock(&self.flags);
-        while !f.stop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            f = self
-                .wake
-                .wait_timeout(f, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
+        self.flags
+            .wait_until(Some(Instant::now() + d), |f| f.stop)
+            .stop
     }
 
     /// Registers the agent unless a session is already known.
@@ -518,7 +506,7 @@ impl Shared {
                     break;
                 }
                 Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5));
+                    pause(Duration::from_millis(5));
                 }
                 Err(TryLockError::WouldBlock) => break,
             }
@@ -565,10 +553,7 @@ impl Shared {
         let mut backoff = self.opts.retry;
         loop {
             let (generation, cursor) = {
-                let mut f = lock(&self.flags);
-                while !f.stop && !f.subscribed {
-                    f = self.wake.wait(f).unwrap_or_else(|e| e.into_inner());
-                }
+                let f = self.flags.wait_until(None, |f| f.stop || f.subscribed);
                 if f.stop {
                     return;
                 }
@@ -588,7 +573,7 @@ impl Shared {
                 Ok((msgs, next)) => {
                     backoff = self.opts.retry;
                     {
-                        let mut f = lock(&self.flags);
+                        let mut f = self.flags.lock();
                         if f.stop {
                             return;
                         }
@@ -713,25 +698,26 @@ impl Shared {
             }
             "resources/subscribe" => {
                 inbox_uri(params)?;
-                let already = lock(&self.flags).subscribed;
+                let already = self.flags.lock().subscribed;
                 if !already {
                     // Start from the newest visible message; if the hub is
                     // down the push thread finds the start itself.
                     let start = self.client.clone().bootstrap().ok();
-                    let mut f = lock(&self.flags);
-                    f.subscribed = true;
-                    f.generation += 1;
-                    f.push_cursor = start.map(|b| b.latest_visible_id);
+                    self.flags.update(|f| {
+                        f.subscribed = true;
+                        f.generation += 1;
+                        f.push_cursor = start.map(|b| b.latest_visible_id);
+                    });
                 }
-                self.wake.notify_all();
                 Ok(json!({}))
             }
             "resources/unsubscribe" => {
                 inbox_uri(params)?;
-                let mut f = lock(&self.flags);
-                f.subscribed = false;
-                f.generation += 1;
-                f.push_cursor = None;
+                self.flags.update(|f| {
+                    f.subscribed = false;
+                    f.generation += 1;
+                    f.push_cursor = None;
+                });
                 Ok(json!({}))
             }
             _ => Err((METHOD_NOT_FOUND, format!("method not found: {method}"))),

@@ -346,6 +346,63 @@ impl Latch {
     }
 }
 
+/// A value guarded by a mutex whose changes wake waiters: the building
+/// block for small state machines (such as `arc mcp`'s stop and
+/// subscription flags) that must park until some condition holds.
+pub struct Watch<T> {
+    state: Mutex<T>,
+    cv: Condvar,
+}
+
+impl<T> Watch<T> {
+    pub fn new(value: T) -> Watch<T> {
+        Watch {
+            state: Mutex::new(value),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Reads or changes the value without waking anyone.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        lock(&self.state)
+    }
+
+    /// Changes the value and wakes every waiter.
+    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let r = f(&mut lock(&self.state));
+        self.cv.notify_all();
+        r
+    }
+
+    /// Parks until `done` holds or `deadline` (if any) passes, and returns
+    /// the guard so the caller can act on the state it saw.
+    pub fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        mut done: impl FnMut(&T) -> bool,
+    ) -> MutexGuard<'_, T> {
+        let mut g = lock(&self.state);
+        loop {
+            if done(&g) {
+                return g;
+            }
+            g = match deadline {
+                None => self.cv.wait(g).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return g;
+                    }
+                    self.cv
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
 /// A blocking multi-producer, multi-consumer queue that can be closed.
 pub struct Queue<T> {
     items: Mutex<(VecDeque<T>, bool)>,
@@ -517,6 +574,22 @@ pub fn pause(d: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_wakes_a_waiter_on_update_and_honours_deadlines() {
+        let w = Arc::new(Watch::new(0u32));
+        let t = {
+            let w = w.clone();
+            std::thread::spawn(move || *w.wait_until(None, |v| *v >= 2))
+        };
+        w.update(|v| *v = 1);
+        w.update(|v| *v = 2);
+        assert_eq!(t.join().unwrap(), 2);
+        let start = Instant::now();
+        let g = w.wait_until(Some(start + Duration::from_millis(50)), |v| *v > 9);
+        assert_eq!(*g, 2);
+        assert!(start.elapsed() >= Duration::from_millis(50));
+    }
 
     fn posted(channel: &str, to: Option<&str>, thread: Option<&str>) -> Posted {
         Posted {
