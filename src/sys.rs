@@ -142,7 +142,7 @@ mod term {
             if let Some(f) = HANDLER.get() {
                 f();
                 // Give the graceful stop a moment before Windows ends us.
-                std::thread::sleep(std::time::Duration::from_secs(2));
+                crate::notify::pause(std::time::Duration::from_secs(2));
             }
             return 1;
         }
