@@ -205,7 +205,10 @@ pub fn pid_alive(pid: u32) -> bool {
         }
         // SAFETY: kill with signal 0 only checks for existence.
         let r = unsafe { libc::kill(pid, 0) };
-        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        let exists = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        // A zombie (exited, not yet reaped by its parent) still answers
+        // kill(0) but holds no files or sockets any more: it is gone.
+        exists && !is_zombie(pid)
     }
     #[cfg(windows)]
     // SAFETY: handle opened and closed here; out-pointer to a stack value.
@@ -224,6 +227,20 @@ pub fn pid_alive(pid: u32) -> bool {
         let _ = pid;
         false
     }
+}
+
+/// True if `pid` is a zombie. Reads `/proc/<pid>/stat` where there is one
+/// (Linux); elsewhere zombies cannot be told apart and count as alive.
+#[cfg(unix)]
+fn is_zombie(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // "<pid> (<comm>) <state> ...": comm may contain spaces and ')'.
+            let after = &stat[stat.rfind(')')? + 1..];
+            after.split_whitespace().next().map(|s| s == "Z")
+        })
+        .unwrap_or(false)
 }
 
 /// Asks a process to terminate (SIGTERM on Unix, TerminateProcess on Windows).
@@ -309,5 +326,25 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert!(!pid_alive(pid));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_exited_but_unreaped_child_is_not_alive() {
+        // Regression: `arc stop` waited forever for a hub whose parent
+        // had not reaped it yet, because kill(pid, 0) succeeds on zombies.
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pid_alive(pid) && std::time::Instant::now() < deadline {
+            crate::notify::pause(std::time::Duration::from_millis(5));
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        assert!(
+            stat.contains(") Z "),
+            "child should still be a zombie: {stat}"
+        );
+        assert!(!pid_alive(pid));
+        child.wait().unwrap();
     }
 }
