@@ -264,6 +264,9 @@ pub enum Transport {
     Relay(crate::relay::RelayClient),
 }
 
+/// The longest long-poll this client asks for through a relay.
+pub const RELAY_MAX_WAIT_SEC: f64 = 25.0;
+
 /// A hub client for one agent, mirroring the reference `ArcClient`.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -364,7 +367,11 @@ impl Client {
                 }
             }
             Transport::Relay(r) => {
-                let env = r.call(method, path, body.cloned(), timeout)?;
+                // Whatever relay serves the spool (ours, or the reference's
+                // with its 30 s forward timeout) must get the hub's answer
+                // before it gives up, so ask for at most RELAY_MAX_WAIT_SEC.
+                let (path, _) = crate::relay::clamp_long_poll(path, RELAY_MAX_WAIT_SEC);
+                let env = r.call(method, &path, body.cloned(), timeout)?;
                 let status = env.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
                 match env.get("body") {
                     Some(b @ Value::Object(_)) => (status, b.clone()),

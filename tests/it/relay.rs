@@ -669,3 +669,38 @@ fn a_request_in_a_long_quiet_agent_directory_is_still_served() {
     let m = c.post("general", "woke up", Post::default()).unwrap();
     assert_eq!(m.body, "woke up");
 }
+
+#[test]
+fn our_client_asks_any_relay_for_at_most_25_s() {
+    // The reference relay gives up on the hub after 30 s, so a relayed
+    // `arc poll --timeout 30` must not ask the hub for 30 s.
+    let tmp = TempDir::new("relay-clamp");
+    let sp = tmp.path().join("spool");
+    let fake_relay = std::thread::spawn({
+        let sp = sp.clone();
+        move || {
+            let dir = sp.join("requests/clamped");
+            let req = eventually(Duration::from_secs(10), "request file", || {
+                std::fs::read_dir(&dir)
+                    .ok()?
+                    .flatten()
+                    .map(|e| e.path())
+                    .find(|p| p.extension().is_some_and(|x| x == "json"))
+            });
+            let env: Value = serde_json::from_slice(&std::fs::read(&req).unwrap()).unwrap();
+            let stem = req.file_stem().unwrap().to_string_lossy().into_owned();
+            let out = sp.join("responses/clamped");
+            std::fs::create_dir_all(&out).unwrap();
+            let resp = json!({"request_id": stem, "ok": true, "status": 200,
+                "body": {"ok": true, "result": []}, "completed_at": "2026-01-01T00:00:00Z"});
+            std::fs::write(out.join(format!("{stem}.json")), resp.to_string()).unwrap();
+            env["path"].as_str().unwrap().to_string()
+        }
+    });
+    let mut c = Client::over_relay("clamped", &sp);
+    let got = c.poll(30.0, Some("general"), None, true, 10).unwrap();
+    assert!(got.is_empty());
+    let path = fake_relay.join().unwrap();
+    assert!(path.contains("timeout=25"), "{path}");
+    assert!(!path.contains("timeout=30"), "{path}");
+}
