@@ -95,6 +95,14 @@ pub fn route(method: &str, path: &str) -> std::result::Result<Route, NoRoute> {
     if !matches!(method, "GET" | "POST" | "DELETE") {
         return Err(NoRoute::MethodNotAllowed);
     }
+    // Python's http.server (3.11+) collapses leading slashes: `//v1/x`
+    // is `/v1/x` for the reference, so it is for us.
+    let trimmed = path.trim_start_matches('/');
+    let path = if trimmed.len() < path.len() {
+        &path[path.len() - trimmed.len() - 1..]
+    } else {
+        path
+    };
     let seg: Vec<&str> = match path.strip_prefix('/') {
         Some("") => Vec::new(),
         Some(rest) => rest.split('/').collect(),
@@ -294,10 +302,13 @@ fn dispatch(s: &Arc<State>, route: &Route, c: &Call) -> Result<Outcome> {
             let caps = opt_list(b, "capabilities")
                 .map_err(Error::bad)?
                 .unwrap_or_default();
+            // Scalars are stringified like Python's str(); a list or object
+            // would only become Python repr text, so it is refused (§15.12).
             let caps: Vec<String> = caps
                 .iter()
-                .map(|v| input::scalar_string(v).unwrap_or_else(|| v.to_string()))
-                .collect();
+                .map(input::scalar_string)
+                .collect::<Option<_>>()
+                .ok_or_else(|| Error::bad("capabilities must not contain lists or objects"))?;
             let metadata = opt_object(b, "metadata")
                 .map_err(Error::bad)?
                 .unwrap_or_default();
@@ -734,7 +745,9 @@ fn inbox(s: &State, agent: &str, q: &Query) -> Result<Outcome> {
         tail: q.flag("tail"),
         ..FeedQuery::default()
     };
-    let timeout = q.timeout(s.config.max_poll_sec).map_err(Error::bad)?;
+    // `timeout` is our extension here; the reference ignores the
+    // parameter, so a value it would ignore must not become an error.
+    let timeout = q.timeout(s.config.max_poll_sec).unwrap_or(0.0);
     start_wait(
         s,
         WaitKind::Inbox(agent.to_string(), fq),
@@ -849,6 +862,10 @@ mod tests {
             Err(NoRoute::NotFound)
         );
         assert_eq!(route("POST", "/v1/tasks//complete"), Err(NoRoute::NotFound));
+        // Leading slashes collapse, as in Python's http.server.
+        assert_eq!(route("GET", "//v1/channels"), Ok(Route::Channels));
+        assert_eq!(route("GET", "///v1/agents"), Ok(Route::Agents));
+        assert_eq!(route("GET", "//"), Ok(Route::Dashboard));
     }
 
     #[test]

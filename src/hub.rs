@@ -968,7 +968,10 @@ fn parse_body(body: &[u8]) -> std::result::Result<Map<String, Value>, &'static s
     }
     let text = std::str::from_utf8(body).map_err(|_| "request body must be valid UTF-8")?;
     match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(m)) => Ok(m),
+        Ok(Value::Object(mut m)) => match m.values_mut().all(crate::input::python_numbers) {
+            true => Ok(m),
+            false => Err("malformed JSON"),
+        },
         Ok(_) => Err("request body must be a JSON object"),
         Err(_) => Err("malformed JSON"),
     }

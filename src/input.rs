@@ -71,9 +71,13 @@ impl Query {
         Ok(v)
     }
 
-    /// `limit`: default 100, at least 1, silently clamped to `max`.
+    /// `limit`: default 100, at least 1, silently clamped to `max`. Like
+    /// Python's unbounded `int()`, a value past 64 bits is just "large".
     pub fn limit(&self, max: i64) -> Result<i64, String> {
-        let v = self.int("limit")?.unwrap_or(100);
+        let v = match self.get("limit") {
+            None => 100,
+            Some(v) => py_int_saturating(v).ok_or("limit must be an integer")?,
+        };
         if v < 1 {
             return Err("limit must be at least 1".into());
         }
@@ -135,6 +139,16 @@ pub fn percent_encode(s: &str) -> String {
 /// digits with single underscores between them. `None` when invalid or
 /// outside the 64-bit range.
 pub fn py_int(s: &str) -> Option<i64> {
+    i64::try_from(py_int_wide(s)?).ok()
+}
+
+/// Python `int(str)` syntax, with values beyond 64 bits saturated.
+pub fn py_int_saturating(s: &str) -> Option<i64> {
+    Some(py_int_wide(s)?.clamp(i64::MIN.into(), i64::MAX.into()) as i64)
+}
+
+/// Python `int(str)` into an `i128`, saturating (far) beyond 64 bits.
+fn py_int_wide(s: &str) -> Option<i128> {
     let t = s.trim();
     let (neg, digits) = match t.as_bytes().first()? {
         b'+' => (false, &t[1..]),
@@ -148,13 +162,14 @@ pub fn py_int(s: &str) -> Option<i64> {
     {
         return None;
     }
-    let clean: String = digits.chars().filter(|c| *c != '_').collect();
-    if !clean.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
+    let mut v: i128 = 0;
+    for c in digits.bytes().filter(|c| *c != b'_') {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.saturating_mul(10).saturating_add(i128::from(c - b'0'));
     }
-    let v: i128 = clean.parse().ok()?;
-    let v = if neg { -v } else { v };
-    i64::try_from(v).ok()
+    Some(if neg { -v } else { v })
 }
 
 /// Python `float(str)`: whitespace, `inf`/`infinity`/`nan` in any case,
@@ -194,13 +209,46 @@ pub fn scalar_string(v: &Value) -> Option<String> {
 }
 
 fn py_number_str(n: &serde_json::Number) -> String {
-    if let Some(i) = n.as_i64() {
-        return i.to_string();
+    let text = n.to_string();
+    if is_int_text(&text) {
+        text
+    } else {
+        py_float_repr(n.as_f64().unwrap_or(0.0))
     }
-    if let Some(u) = n.as_u64() {
-        return u.to_string();
+}
+
+/// `-?[0-9]+`: how JSON (and Python) write an integer of any size.
+fn is_int_text(t: &str) -> bool {
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit())
+}
+
+/// Rewrites the numbers of a request body the way the reference's
+/// `json.loads` / `json.dumps` round trip does: integers keep every digit
+/// (serde_json's `arbitrary_precision` keeps their text), floats become
+/// Python's repr (`1E5` → `100000.0`). False if a float overflows to
+/// infinity (`1e400`), which the hub refuses as malformed JSON.
+pub fn python_numbers(v: &mut Value) -> bool {
+    match v {
+        Value::Number(n) => {
+            if is_int_text(&n.to_string()) {
+                return true;
+            }
+            let Some(f) = n.as_f64().filter(|f| f.is_finite()) else {
+                return false;
+            };
+            match serde_json::from_str::<serde_json::Number>(&py_float_repr(f)) {
+                Ok(m) => {
+                    *n = m;
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        Value::Array(a) => a.iter_mut().all(python_numbers),
+        Value::Object(m) => m.values_mut().all(python_numbers),
+        _ => true,
     }
-    py_float_repr(n.as_f64().unwrap_or(0.0))
 }
 
 /// Python's `repr(float)`: shortest round-trip digits, exponent form
@@ -434,6 +482,9 @@ mod tests {
         assert_eq!(py_int(""), None);
         assert_eq!(py_int("9223372036854775807"), Some(i64::MAX));
         assert_eq!(py_int("9223372036854775808"), None);
+        assert_eq!(py_int_saturating("99999999999999999999"), Some(i64::MAX));
+        assert_eq!(py_int_saturating("-99999999999999999999"), Some(i64::MIN));
+        assert_eq!(py_int_saturating("x"), None);
     }
 
     #[test]

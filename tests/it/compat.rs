@@ -202,3 +202,87 @@ fn a_fresh_database_has_exactly_the_reference_schema() {
         ]
     );
 }
+
+/// Found by the differential test against the reference hub: these are
+/// places where our answers differed from Python's without a reason.
+#[test]
+fn numbers_round_trip_the_way_python_writes_them() {
+    let h = TestHub::start();
+    // Integers beyond 64 bits keep every digit (stored and echoed);
+    // floats come back in Python's repr.
+    let raw = br#"{"from_agent": "a", "body": 12345678901234567890123,
+        "metadata": {"big": 1180591620717411303424, "neg": -1180591620717411303424,
+                     "e": 1E5, "f": 1.50, "g": 1e22, "h": 0.00001}}"#;
+    let r = h.call("POST", "/v1/messages", Some(raw.to_vec()));
+    assert_eq!(r.status, 201, "{r}");
+    let text = r.text();
+    for want in [
+        r#""body":"12345678901234567890123""#,
+        r#""big":1180591620717411303424"#,
+        r#""neg":-1180591620717411303424"#,
+        r#""e":100000.0"#,
+        r#""f":1.5"#,
+        r#""g":1e+22"#,
+        r#""h":1e-05"#,
+    ] {
+        assert!(text.contains(want), "{want} missing in {text}");
+    }
+    let stored: String = h
+        .sql()
+        .query_row(
+            "SELECT metadata_json FROM messages WHERE from_agent = 'a'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(stored.contains("1180591620717411303424"), "{stored}");
+    // Read back through the API, still exact.
+    let back = h.get("/v1/messages?channel=general").text();
+    assert!(back.contains(r#""big":1180591620717411303424"#), "{back}");
+    // A float that overflows is malformed JSON, as before.
+    let r = h.call(
+        "POST",
+        "/v1/messages",
+        Some(br#"{"from_agent": "a", "body": "x", "metadata": {"x": 1e400}}"#.to_vec()),
+    );
+    r.expect_err(400, "malformed JSON");
+}
+
+#[test]
+fn huge_limits_clamp_and_inbox_ignores_a_bad_timeout_like_the_reference() {
+    let h = TestHub::start();
+    h.say("a", "general", "one");
+    let r = h.get("/v1/messages?channel=general&limit=99999999999999999999");
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.result().as_array().unwrap().len(), 1);
+    let r = h.get("/v1/events?agent_id=bob&limit=99999999999999999999");
+    assert_eq!(r.status, 200, "{r}");
+    h.get("/v1/messages?channel=general&limit=-99999999999999999999")
+        .expect_err(400, "limit must be at least 1");
+    h.get("/v1/messages?channel=general&limit=x")
+        .expect_err(400, "limit must be an integer");
+    let r = h.get("/v1/inbox/bob?timeout=x");
+    assert_eq!(r.status, 200, "{r}");
+    // Leading slashes collapse, as Python's http.server does.
+    let r = h.get("//v1/channels");
+    assert_eq!(r.status, 200, "{r}");
+}
+
+#[test]
+fn capabilities_refuse_lists_and_objects_but_stringify_scalars() {
+    let h = TestHub::start();
+    h.post(
+        "/v1/sessions",
+        json!({"agent_id": "caps", "capabilities": [{"a": 1}, [1, 2]]}),
+    )
+    .expect_err(400, "capabilities must not contain lists or objects");
+    let r = h.post(
+        "/v1/sessions",
+        json!({"agent_id": "caps", "capabilities": [1, null, true, "py"]}),
+    );
+    assert_eq!(r.status, 201, "{r}");
+    assert_eq!(
+        r.result()["capabilities"],
+        json!(["1", "None", "True", "py"])
+    );
+}
