@@ -197,6 +197,7 @@ pub struct RelayHandle {
     stop: Arc<Latch>,
     bell: Arc<Alarm>,
     scanner: Option<std::thread::JoinHandle<()>>,
+    watcher: Option<std::thread::JoinHandle<()>>,
     busy: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -223,16 +224,37 @@ impl RelayHandle {
         let bell = Alarm::new();
         let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
         let pool = Pool::new("arc-relay", 256 * 1024, Duration::from_secs(30));
+        // Where the OS can tell us about new files, a watcher thread rings
+        // the scanner's bell, so idle scans can be rare.
+        let events = crate::sys::DirEvents::new().map(Arc::new);
+        let watcher = match &events {
+            None => None,
+            Some(ev) => {
+                let (ev, stop, bell) = (ev.clone(), stop.clone(), bell.clone());
+                Some(
+                    std::thread::Builder::new()
+                        .name("arc-relay-watch".into())
+                        .spawn(move || {
+                            while !stop.is_set() {
+                                if ev.wait(WATCH_TICK) {
+                                    bell.ring();
+                                }
+                            }
+                        })?,
+                )
+            }
+        };
         let scanner = {
             let (stop, bell, busy) = (stop.clone(), bell.clone(), busy.clone());
             std::thread::Builder::new()
                 .name("arc-relay-scan".into())
-                .spawn(move || scan_loop(&cfg, &stop, &bell, &busy, &pool))?
+                .spawn(move || scan_loop(&cfg, &stop, &bell, &busy, &pool, events.as_deref()))?
         };
         Ok(RelayHandle {
             stop,
             bell,
             scanner: Some(scanner),
+            watcher,
             busy,
         })
     }
@@ -245,7 +267,10 @@ impl RelayHandle {
     fn shutdown(&mut self) {
         self.stop.set();
         self.bell.ring();
-        if let Some(t) = self.scanner.take() {
+        for t in [self.scanner.take(), self.watcher.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = t.join();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -297,12 +322,14 @@ fn scan_loop(
     bell: &Arc<Alarm>,
     busy: &Arc<Mutex<HashSet<String>>>,
     pool: &Arc<Pool>,
+    events: Option<&crate::sys::DirEvents>,
 ) {
     let mut next_cleanup = Instant::now();
     let cleanup_every = (cfg.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut canon_root: Option<PathBuf> = None;
     let mut last_work = Instant::now();
     let mut quiet = HashMap::new();
+    let mut watched: HashSet<String> = HashSet::new();
     while !stop.is_set() {
         if Instant::now() >= next_cleanup {
             cleanup(&cfg.spool, cfg.retention);
@@ -313,9 +340,20 @@ fn scan_loop(
             canon_root = ensure_dirs(&cfg.spool)
                 .ok()
                 .and_then(|_| std::fs::canonicalize(cfg.spool.join("requests")).ok());
+            watched.clear();
+            if let (Some(ev), Some(root)) = (events, &canon_root) {
+                ev.watch(root);
+            }
         }
         if let Some(root) = &canon_root {
-            for (agent_dir, next) in pending_by_agent(root, busy, &mut quiet) {
+            let mut watch = |name: &str, path: &Path| {
+                if let Some(ev) = events {
+                    if !watched.contains(name) && ev.watch(path) {
+                        watched.insert(name.to_string());
+                    }
+                }
+            };
+            for (agent_dir, next) in pending_by_agent(root, busy, &mut quiet, &mut watch) {
                 let work = next.path.with_extension("work");
                 if std::fs::rename(&next.path, &work).is_err() {
                     continue; // another relay claimed it
@@ -335,20 +373,27 @@ fn scan_loop(
                 }
             }
         }
-        // Scan at full speed while requests flow; after a quiet spell,
-        // relax to IDLE_SCAN_FACTOR times the interval (still well inside
-        // the round-trip target) so an idle relay costs next to nothing.
+        // Scan at full speed while requests flow. After a quiet spell,
+        // relax: with change events, new files ring the bell at once and
+        // the slow scan is only a safety net (for mounts that deliver no
+        // events); without them, scan twice as slowly, still well inside
+        // the round-trip target.
         let interval = if last_work.elapsed() < Duration::from_secs(2) {
             cfg.poll_interval
+        } else if events.is_some() {
+            IDLE_SCAN_WITH_EVENTS.max(cfg.poll_interval)
         } else {
-            cfg.poll_interval * IDLE_SCAN_FACTOR
+            cfg.poll_interval * 2
         };
         bell.sleep(interval);
     }
 }
 
-/// How much slower an idle relay scans than a busy one.
-const IDLE_SCAN_FACTOR: u32 = 2;
+/// The idle safety-net scan interval when change events are available.
+const IDLE_SCAN_WITH_EVENTS: Duration = Duration::from_millis(100);
+
+/// How long the watcher blocks before checking for a stop.
+const WATCH_TICK: Duration = Duration::from_millis(200);
 
 /// For each idle agent directory, its oldest pending request (by the
 /// envelope's `created_at`, then modification time, then name).
@@ -362,6 +407,7 @@ fn pending_by_agent(
     canon_root: &Path,
     busy: &Mutex<HashSet<String>>,
     quiet: &mut HashMap<String, SystemTime>,
+    watch: &mut dyn FnMut(&str, &Path),
 ) -> Vec<(String, Pending)> {
     let Ok(dirs) = std::fs::read_dir(canon_root) else {
         return Vec::new();
@@ -383,6 +429,7 @@ fn pending_by_agent(
             Ok(t) if t.is_symlink() && inside(&dir.path(), canon_root) => {}
             _ => continue,
         }
+        watch(&name, &dir.path());
         let mtime = std::fs::metadata(dir.path())
             .and_then(|m| m.modified())
             .ok();

@@ -303,6 +303,95 @@ pub fn detach(cmd: &mut Command) {
     let _ = cmd;
 }
 
+/// Change notification for directories: inotify on Linux, nothing
+/// elsewhere ([`DirEvents::new`] returns `None` and callers poll).
+///
+/// Used by the relay so an idle spool costs no wakeups while a new request
+/// file is still noticed at once. Events are only a hint to look again:
+/// the caller re-scans, so a lost or coalesced event costs latency, never
+/// correctness.
+pub struct DirEvents {
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::OwnedFd,
+}
+
+#[cfg(target_os = "linux")]
+impl DirEvents {
+    pub fn new() -> Option<DirEvents> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain syscall; a non-negative result is a new descriptor
+        // that we own from here on.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        (fd >= 0).then(|| DirEvents {
+            // SAFETY: `fd` is valid and owned by nobody else.
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Watches `dir` for files created, written or moved in, and for the
+    /// directory itself going away. Watching a directory twice is harmless.
+    pub fn watch(&self, dir: &std::path::Path) -> bool {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+            return false;
+        };
+        let mask = libc::IN_CREATE
+            | libc::IN_MOVED_TO
+            | libc::IN_CLOSE_WRITE
+            | libc::IN_DELETE_SELF
+            | libc::IN_MOVE_SELF
+            | libc::IN_ONLYDIR;
+        // SAFETY: valid descriptor and NUL-terminated path.
+        unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) >= 0 }
+    }
+
+    /// Waits up to `timeout` for events; true if any arrived (all pending
+    /// events are consumed).
+    pub fn wait(&self, timeout: Duration) -> bool {
+        use std::os::fd::AsRawFd;
+        let fd = self.fd.as_raw_fd();
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd on the stack.
+        if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
+            return false;
+        }
+        let mut buf = [0u8; 4096];
+        let mut any = false;
+        // Bounded: the queue is finite and we stop at the first empty read.
+        for _ in 0..1024 {
+            // SAFETY: reading into a stack buffer of the given length.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            any = true;
+        }
+        any
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+impl DirEvents {
+    pub fn new() -> Option<DirEvents> {
+        None
+    }
+
+    pub fn watch(&self, _dir: &std::path::Path) -> bool {
+        false
+    }
+
+    pub fn wait(&self, timeout: Duration) -> bool {
+        crate::notify::pause(timeout);
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,5 +435,22 @@ mod tests {
         );
         assert!(!pid_alive(pid));
         child.wait().unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn dir_events_see_a_file_renamed_into_a_watched_directory() {
+        let dir = std::env::temp_dir().join(format!("arc-sys-{}", crate::ids::uuid4_hex()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ev = DirEvents::new().unwrap();
+        assert!(ev.watch(&dir));
+        assert!(!ev.wait(Duration::from_millis(20)), "nothing happened yet");
+        std::fs::write(dir.join(".tmp"), b"{}").unwrap();
+        assert!(ev.wait(Duration::from_secs(5)));
+        std::fs::rename(dir.join(".tmp"), dir.join("x.json")).unwrap();
+        assert!(ev.wait(Duration::from_secs(5)));
+        assert!(!ev.wait(Duration::from_millis(20)), "events were drained");
+        assert!(!ev.watch(&dir.join("missing")));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -271,7 +271,11 @@ fn a_deleted_spool_is_recreated() {
     let sp = spool(&h);
     let mut c = Client::over_relay("phoenix", &sp);
     c.register(None, true, None, None).unwrap();
-    std::fs::remove_dir_all(&sp).unwrap();
+    // Move it away in one step (a recursive delete races the relay, which
+    // re-creates directories as soon as it notices), then delete it.
+    let gone = h.dir.path().join("gone");
+    std::fs::rename(&sp, &gone).unwrap();
+    std::fs::remove_dir_all(&gone).unwrap();
     eventually(Duration::from_secs(5), "spool re-created", || {
         sp.join("requests").is_dir().then_some(())
     });
@@ -703,4 +707,28 @@ fn our_client_asks_any_relay_for_at_most_25_s() {
     let path = fake_relay.join().unwrap();
     assert!(path.contains("timeout=25"), "{path}");
     assert!(!path.contains("timeout=30"), "{path}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn new_request_files_wake_the_relay_without_waiting_for_a_scan() {
+    // With a 30 s scan interval only a change event can explain a quick
+    // answer: the relay must not depend on polling where the OS can tell.
+    let h = TestHub::start();
+    let sp = h.dir.path().join("evented");
+    let mut cfg = RelayConfig::new(&h.url, &sp);
+    cfg.poll_interval = Duration::from_secs(30);
+    let relay = RelayHandle::start(cfg).unwrap();
+    // Let the first scan pass, so the next one is 30 s away.
+    std::thread::sleep(Duration::from_millis(300));
+    let rc = RelayClient::new(&sp, "fresh-agent");
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let r = rc
+            .call("GET", "/v1/hub-info", None, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(r["status"], 200, "{r}");
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    }
+    relay.stop();
 }
