@@ -714,21 +714,35 @@ fn expiry_loop(state: &Arc<State>) {
 }
 
 fn watch_loop(state: &Arc<State>) {
+    // Check every `foreign_poll` while another process is writing, and
+    // four times less often once it has been quiet for a while: a lone
+    // hub with parked waiters then wakes ten times a second, not forty.
+    let mut last_foreign: Option<Instant> = None;
     while !state.stopping() {
         state.notifier.wait_for_waiters();
         if state.stopping() {
             return;
         }
-        if state.wait_stop(state.config.foreign_poll) {
+        let active = last_foreign.is_some_and(|t| t.elapsed() < FOREIGN_ACTIVE);
+        let every = if active {
+            state.config.foreign_poll
+        } else {
+            state.config.foreign_poll * 4
+        };
+        if state.wait_stop(every) {
             return;
         }
         match state.store.sync_foreign() {
-            Ok(()) => {}
+            Ok(true) => last_foreign = Some(Instant::now()),
+            Ok(false) => {}
             Err(e) if e.is_busy() => {}
             Err(e) => state.log.log(&format!("watch error: {e}")),
         }
     }
 }
+
+/// How long after a foreign commit the watcher keeps its fast pace.
+const FOREIGN_ACTIVE: Duration = Duration::from_secs(30);
 
 // ----- one request ---------------------------------------------------------
 

@@ -763,13 +763,14 @@ impl Store {
     /// skipped) extends the in-memory tail and goes to the commit hook, which
     /// wakes waiters. Cheap when nothing changed: one pragma under the lock.
     /// Runs from the watcher thread and before every read served from the
-    /// tail, so the tail never hides a foreign row.
-    pub fn sync_foreign(&self) -> Result<()> {
+    /// tail, so the tail never hides a foreign row. True if another
+    /// process had committed anything.
+    pub fn sync_foreign(&self) -> Result<bool> {
         const CHUNK: i64 = 5000;
         let conn = self.lock();
         let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         if self.data_version.swap(version, Ordering::SeqCst) == version {
-            return Ok(());
+            return Ok(false);
         }
         let mut st = conn.prepare(&format!(
             "SELECT {MSG_COLS} FROM messages WHERE id > ?1 ORDER BY id LIMIT {CHUNK}"
@@ -791,7 +792,7 @@ impl Store {
                 break;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     // ----- claims and locks ----------------------------------------------
