@@ -551,6 +551,12 @@ impl Hub {
         self.addr
     }
 
+    /// How many tiny_http servers (accept loop plus pump) are alive:
+    /// the current one and any predecessors still draining connections.
+    pub fn server_count(&self) -> usize {
+        lock(&self.servers).len()
+    }
+
     /// The base URL clients should use.
     pub fn url(&self) -> String {
         config::client_url(&self.state.config.host, self.addr.port())
@@ -636,35 +642,64 @@ fn spawn_server(
     let server = tiny_http::Server::from_listener(listener.try_clone()?, None)
         .map_err(|e| Error::Config(format!("cannot start HTTP server: {e}")))?;
     let server = Arc::new(server);
+    let mut spare = Some(listener.try_clone()?);
     lock(servers).push(server.clone());
     let state = state.clone();
     let queue = queue.clone();
-    let listener = listener.try_clone()?;
     let servers = servers.clone();
     spawn_named("arc-pump", move || {
-        loop {
-            match server.recv() {
-                Ok(rq) => {
+        // tiny_http's accept loop ends on its first accept error. On Linux
+        // that happens after every quiet `io_timeout`, because the listener
+        // carries the receive timeout that accepted sockets must inherit
+        // (see sys::set_socket_timeouts). A successor server then accepts
+        // new connections, while this pump drains the old server's open
+        // connections until none can still send a request: the longest
+        // parked request plus two idle timeouts after the last request.
+        let drain =
+            Duration::from_secs_f64(state.config.max_poll_sec) + state.config.io_timeout * 2;
+        let mut accept_dead = false;
+        let mut last_request = Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        let mut next_try = Instant::now();
+        while !state.stopping() {
+            match server.recv_timeout(Duration::from_secs(1)) {
+                Ok(Some(rq)) => {
+                    last_request = Instant::now();
                     if let Err(Job::Request(rq)) = queue.push(Job::Request(rq)) {
                         respond(&state, rq, Reply::error(503, "hub is shutting down"), false);
                     }
                 }
+                Ok(None) => {}
+                Err(_) if state.stopping() => break,
                 Err(e) => {
-                    if state.stopping() {
-                        return;
-                    }
-                    // The accept loop of this server has died; keep draining its
-                    // open connections but accept new ones on a fresh server.
-                    state
-                        .log
-                        .log(&format!("accept error: {e}; restarting the accept loop"));
-                    crate::notify::pause(Duration::from_millis(100));
-                    if let Err(e) = spawn_server(&state, &listener, &queue, &servers) {
-                        state.log.log(&format!("accept restart failed: {e}"));
+                    accept_dead = true;
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) {
+                        state
+                            .log
+                            .log(&format!("accept error: {e}; restarting the accept loop"));
                     }
                 }
             }
+            // Start the successor (retrying with a back-off, for example
+            // while descriptors are exhausted); then this pump only drains.
+            if accept_dead && Instant::now() >= next_try {
+                if let Some(l) = spare.take() {
+                    if let Err(e) = spawn_server(&state, &l, &queue, &servers) {
+                        state.log.log(&format!("accept restart failed: {e}"));
+                        spare = Some(l);
+                        next_try = Instant::now() + backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            if accept_dead && spare.is_none() && last_request.elapsed() > drain {
+                break;
+            }
         }
+        lock(&servers).retain(|s| !Arc::ptr_eq(s, &server));
     })?;
     Ok(())
 }
@@ -763,17 +798,26 @@ enum Action {
 }
 
 fn serve(state: &Arc<State>, mut rq: tiny_http::Request) {
-    let action = catch_unwind(AssertUnwindSafe(|| process(state, &mut rq)))
+    // A body that is never read must not be dropped with the request:
+    // tiny_http would drain it on this thread (allocating the whole
+    // declared length first), so unread bodies take the `unread` path.
+    let mut consumed = !declares_body(&rq);
+    let action = catch_unwind(AssertUnwindSafe(|| process(state, &mut rq, &mut consumed)))
         .unwrap_or_else(|_| Action::Reply(Reply::error(500, "internal error: handler panicked")));
     match action {
-        Action::Reply(r) => respond(state, rq, r, false),
+        Action::Reply(r) => respond(state, rq, r, !consumed),
         Action::ReplyUnread(r) => respond(state, rq, r, true),
         Action::Wait(w) => park(state, rq, w),
         Action::Stream(s) => stream(state, rq, s),
     }
 }
 
-fn process(state: &Arc<State>, rq: &mut tiny_http::Request) -> Action {
+/// True if the request announces a body (a length above zero, or chunks).
+fn declares_body(rq: &tiny_http::Request) -> bool {
+    rq.body_length().is_some_and(|n| n > 0) || header(rq, "Transfer-Encoding").is_some()
+}
+
+fn process(state: &Arc<State>, rq: &mut tiny_http::Request, consumed: &mut bool) -> Action {
     if let Err(r) = guard(state, rq) {
         return Action::Reply(r);
     }
@@ -795,13 +839,20 @@ fn process(state: &Arc<State>, rq: &mut tiny_http::Request) -> Action {
         body: Map::new(),
         last_event_id: header(rq, "Last-Event-ID").map(str::to_string),
     };
-    if route.takes_body() {
-        match read_body(state, rq) {
-            Ok(body) => match parse_body(&body) {
+    if route.takes_body() || !*consumed {
+        // Routes without a body ignore one, as the reference does, but
+        // still read it (under the same size and time limits) so the
+        // connection stays in step.
+        let body = match read_body(state, rq) {
+            Ok(body) => body,
+            Err(r) => return Action::ReplyUnread(r),
+        };
+        *consumed = true;
+        if route.takes_body() {
+            match parse_body(&body) {
                 Ok(map) => call.body = map,
                 Err(msg) => return Action::Reply(Reply::error(400, msg)),
-            },
-            Err(r) => return Action::ReplyUnread(r),
+            }
         }
     }
     match api::handle(state, &route, &call) {

@@ -398,3 +398,62 @@ fn huge_numbers_never_drop_the_connection() {
     );
     raw.expect_err(400, "malformed JSON");
 }
+
+#[test]
+fn a_quiet_hub_restarts_its_accept_loop_without_leaking() {
+    // Regression: the listener's receive timeout ends tiny_http's accept
+    // loop after every quiet io_timeout; each restart used to leave a pump
+    // thread and a descriptor behind forever.
+    let h = TestHub::start_with(|c| {
+        c.io_timeout = Duration::from_millis(200);
+        c.max_poll_sec = 0.3;
+    });
+    assert_eq!(h.get("/v1/hub-info").status, 200);
+    // Each quiet 0.2 s ends an accept loop, so over 6 s a leak would leave
+    // about thirty servers; draining ones must go away after ~0.7-2 s.
+    let mut counts = Vec::new();
+    for _ in 0..60 {
+        std::thread::sleep(Duration::from_millis(100));
+        counts.push(h.hub().server_count());
+    }
+    eprintln!("server counts: {counts:?}");
+    let most = counts.iter().copied().max().unwrap();
+    let late = counts[40..].iter().copied().max().unwrap();
+    assert!(
+        counts.iter().any(|&n| n >= 2),
+        "no restart seen: {counts:?}"
+    );
+    assert!(most <= 14, "servers pile up: {counts:?}");
+    assert!(late <= 14, "servers pile up: {counts:?}");
+    // And the hub still answers, on new and on kept-alive connections.
+    for _ in 0..3 {
+        assert_eq!(h.get("/v1/hub-info").status, 200);
+    }
+}
+
+#[test]
+fn bodies_on_routes_that_take_none_never_take_the_hub_down() {
+    // Regression: a GET (or a 404, 403 or long-poll) announcing an absurd
+    // body made tiny_http allocate the declared length when the request
+    // was dropped, aborting the process.
+    let h = TestHub::start();
+    for head in [
+        "GET /v1/hub-info HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+        "GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+        "GET /v1/events?agent_id=x&timeout=0.2 HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+        "GET /v1/hub-info HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n",
+    ] {
+        let req = format!("{head}Content-Length: 1000000000000000\r\n\r\nabc");
+        let r = raw_exchange(&h, req.as_bytes(), Duration::from_secs(10));
+        assert!(r.starts_with("HTTP/1.1 4"), "{head}: {r}");
+        assert_eq!(h.get("/v1/hub-info").status, 200, "hub died after {head}");
+    }
+    // A small body on a GET is read and ignored, as the reference does.
+    let r = raw_exchange(
+        &h,
+        b"GET /v1/channels HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 7\r\n\r\n{\"a\":1}",
+        Duration::from_secs(10),
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(body_of(&r)["ok"], true);
+}
