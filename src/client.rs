@@ -151,10 +151,51 @@ pub fn http_request(
     stream
         .write_all(&out)
         .map_err(|e| Error::Transport(format!("{base}: {e}")))?;
+    // `read_timeout` bounds each read; the whole response must also
+    // arrive within it plus a transfer allowance, so a peer that trickles
+    // bytes forever (an event stream, a hostile server) cannot hold us.
+    let stream = Deadline {
+        s: stream,
+        per_read: read_timeout,
+        end: Instant::now() + read_timeout + read_timeout.min(TRANSFER_ALLOWANCE),
+    };
     read_response(stream, method == "HEAD").map_err(|e| match e {
         Error::Io(io) => Error::Transport(format!("{base}: {io}")),
         other => other,
     })
+}
+
+/// Extra time, beyond one read timeout, for a whole response to arrive
+/// (at most this, and at most the read timeout again).
+const TRANSFER_ALLOWANCE: Duration = Duration::from_secs(30);
+
+/// The largest response body we accept (a hub's biggest answers are a few
+/// megabytes; this only stops a lying or broken peer).
+pub const MAX_RESPONSE_BYTES: usize = 256 << 20;
+
+/// A socket whose reads share one overall deadline.
+struct Deadline {
+    s: TcpStream,
+    per_read: Duration,
+    end: Instant,
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "response took too long",
+            ));
+        }
+        self.s.set_read_timeout(Some(left.min(self.per_read)))?;
+        self.s.read(buf)
+    }
+}
+
+fn too_big() -> Error {
+    Error::Protocol(format!("response body exceeds {MAX_RESPONSE_BYTES} bytes"))
 }
 
 /// Reads an HTTP/1.x response from `stream`.
@@ -234,9 +275,12 @@ pub fn read_response<R: Read>(stream: R, head_only: bool) -> Result<HttpResponse
                 }
                 break;
             }
-            let start = body.len();
-            body.resize(start + size, 0);
-            r.read_exact(&mut body[start..])?;
+            let end = body
+                .len()
+                .checked_add(size)
+                .filter(|n| *n <= MAX_RESPONSE_BYTES)
+                .ok_or_else(too_big)?;
+            read_up_to(&mut r, &mut body, end)?;
             line.clear();
             r.read_line(&mut line)?;
         }
@@ -245,16 +289,34 @@ pub fn read_response<R: Read>(stream: R, head_only: bool) -> Result<HttpResponse
             .trim()
             .parse()
             .map_err(|_| Error::Protocol(format!("bad Content-Length {len:?}")))?;
-        body.resize(len, 0);
-        r.read_exact(&mut body)?;
+        if len > MAX_RESPONSE_BYTES {
+            return Err(too_big());
+        }
+        read_up_to(&mut r, &mut body, len)?;
     } else {
-        r.read_to_end(&mut body)?;
+        (&mut r)
+            .take(MAX_RESPONSE_BYTES as u64 + 1)
+            .read_to_end(&mut body)?;
+        if body.len() > MAX_RESPONSE_BYTES {
+            return Err(too_big());
+        }
     }
     Ok(HttpResponse {
         status,
         headers,
         body,
     })
+}
+
+/// Reads until `body` is `end` bytes long, growing it as data arrives
+/// (never allocating what a peer merely announces).
+fn read_up_to<R: Read>(r: &mut R, body: &mut Vec<u8>, end: usize) -> Result<()> {
+    let want = (end - body.len()) as u64;
+    let got = r.take(want).read_to_end(body)?;
+    if (got as u64) < want {
+        return Err(Error::Protocol("connection closed inside the body".into()));
+    }
+    Ok(())
 }
 
 /// How a [`Client`] reaches the hub.
@@ -761,6 +823,45 @@ fn fmt_secs(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lying_or_broken_peers_get_errors_not_allocations() {
+        let huge = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000\r\n\r\nabc";
+        let e = read_response(&huge[..], false).unwrap_err();
+        assert!(e.to_string().contains("exceeds"), "{e}");
+        let chunk = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc";
+        let e = read_response(&chunk[..], false).unwrap_err();
+        assert!(e.to_string().contains("exceeds"), "{e}");
+        let short = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+        let e = read_response(&short[..], false).unwrap_err();
+        assert!(e.to_string().contains("closed inside the body"), "{e}");
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(read_response(&ok[..], false).unwrap().text(), "abc");
+    }
+
+    #[test]
+    fn a_trickling_peer_cannot_hold_a_request_forever() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+            // One byte every 50 ms: each read succeeds, the whole never ends.
+            for _ in 0..100 {
+                if s.write_all(b"x").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let t0 = Instant::now();
+        let r = http_request(&url, "GET", "/", None, &[], Duration::from_millis(300));
+        assert!(r.is_err(), "{r:?}");
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        server.join().unwrap();
+    }
 
     #[test]
     fn base_urls() {

@@ -329,6 +329,7 @@ fn scan_loop(
     let mut canon_root: Option<PathBuf> = None;
     let mut last_work = Instant::now();
     let mut quiet = HashMap::new();
+    let mut created = HashMap::new();
     let mut watched: HashSet<String> = HashSet::new();
     while !stop.is_set() {
         if Instant::now() >= next_cleanup {
@@ -345,6 +346,9 @@ fn scan_loop(
                 ev.watch(root);
             }
         }
+        if created.len() > 100_000 {
+            created.clear(); // files removed behind our back; start over
+        }
         if let Some(root) = &canon_root {
             let mut watch = |name: &str, path: &Path| {
                 if let Some(ev) = events {
@@ -353,23 +357,33 @@ fn scan_loop(
                     }
                 }
             };
-            for (agent_dir, next) in pending_by_agent(root, busy, &mut quiet, &mut watch) {
+            for (agent_dir, next) in
+                pending_by_agent(root, busy, &mut quiet, &mut created, &mut watch)
+            {
                 let work = next.path.with_extension("work");
+                created.remove(&next.path);
                 if std::fs::rename(&next.path, &work).is_err() {
                     continue; // another relay claimed it
                 }
                 last_work = Instant::now();
                 lock(busy).insert(agent_dir.clone());
                 let job_cfg = cfg.clone();
-                let job_busy = busy.clone();
-                let job_bell = bell.clone();
+                let done = Done {
+                    busy: busy.clone(),
+                    agent_dir: agent_dir.clone(),
+                    bell: bell.clone(),
+                };
+                let job_work = work.clone();
                 let spawned = pool.run(move || {
-                    process(&job_cfg, &agent_dir, &work);
-                    lock(&job_busy).remove(&agent_dir);
-                    job_bell.ring();
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        process(&job_cfg, &done.agent_dir, &job_work)
+                    }));
+                    drop(done);
                 });
                 if spawned.is_err() {
-                    lock(busy).clear();
+                    // Unclaim it so a later scan serves it (the job, and
+                    // with it the busy mark, was dropped unrun).
+                    let _ = std::fs::rename(&work, &next.path);
                 }
             }
         }
@@ -386,6 +400,21 @@ fn scan_loop(
             cfg.poll_interval * 2
         };
         bell.sleep(interval);
+    }
+}
+
+/// Marks an agent directory idle again when its job ends, however it
+/// ends (finished, panicked, or never started), and wakes the scanner.
+struct Done {
+    busy: Arc<Mutex<HashSet<String>>>,
+    agent_dir: String,
+    bell: Arc<Alarm>,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        lock(&self.busy).remove(&self.agent_dir);
+        self.bell.ring();
     }
 }
 
@@ -407,6 +436,7 @@ fn pending_by_agent(
     canon_root: &Path,
     busy: &Mutex<HashSet<String>>,
     quiet: &mut HashMap<String, SystemTime>,
+    created: &mut HashMap<PathBuf, (SystemTime, String)>,
     watch: &mut dyn FnMut(&str, &Path),
 ) -> Vec<(String, Pending)> {
     let Ok(dirs) = std::fs::read_dir(canon_root) else {
@@ -455,20 +485,20 @@ fn pending_by_agent(
             if !meta.file_type().is_file() && !meta.file_type().is_symlink() {
                 continue;
             }
-            let created_at = std::fs::read(&path)
-                .ok()
-                .filter(|b| b.len() < 1 << 20)
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .and_then(|v| {
-                    v.get("created_at")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
-                .unwrap_or_default();
+            let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            // Each file is parsed once (per modification), not per scan.
+            let created_at = match created.get(&path) {
+                Some((m, c)) if *m == mtime => c.clone(),
+                _ => {
+                    let c = read_created_at(&path);
+                    created.insert(path.clone(), (mtime, c.clone()));
+                    c
+                }
+            };
             candidates.push(Pending {
                 path,
                 created_at,
-                mtime: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                mtime,
             });
         }
         candidates.sort_by(|a, b| {
@@ -488,6 +518,27 @@ fn pending_by_agent(
     }
     quiet.retain(|name, _| present.contains(name));
     out
+}
+
+/// The envelope's `created_at`, read from at most the first MiB of the
+/// file (a bigger file is refused when processed anyway).
+fn read_created_at(path: &Path) -> String {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(1 << 20).read_to_end(&mut bytes))
+        .is_ok();
+    if !read {
+        return String::new();
+    }
+    serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("created_at")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
 }
 
 /// How old a directory's mtime must be before an unchanged mtime is
@@ -544,7 +595,20 @@ fn load_envelope(
             cfg.max_request_bytes
         ));
     }
-    let bytes = std::fs::read(work).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    {
+        use std::io::Read;
+        // Bounded even if the file grew after the size check.
+        std::fs::File::open(work)
+            .and_then(|f| f.take(cfg.max_request_bytes + 1).read_to_end(&mut bytes))
+            .map_err(|e| e.to_string())?;
+    }
+    if bytes.len() as u64 > cfg.max_request_bytes {
+        return Err(format!(
+            "request file exceeds {} bytes",
+            cfg.max_request_bytes
+        ));
+    }
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     let Value::Object(env) = v else {
         return Err("request envelope must be a JSON object".into());
@@ -567,6 +631,10 @@ fn load_envelope(
         .to_string();
     if !path.starts_with('/') {
         return Err("request path must start with '/'".into());
+    }
+    // A stream never ends, so it would hold this agent's queue forever.
+    if path.split('?').next() == Some("/v1/stream") {
+        return Err("event streams cannot be relayed; long-poll /v1/events instead".into());
     }
     let body = match env.get("body") {
         None | Some(Value::Null) => None,

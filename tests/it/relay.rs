@@ -185,6 +185,11 @@ fn hostile_spool_entries_get_errors_and_the_relay_keeps_serving() {
             "request body must be a JSON object when provided",
         ),
         ("binary", b"\xff\xfe\x00garbage", "invalid relay request: "),
+        (
+            "stream",
+            br#"{"method": "GET", "path": "/v1/stream?agent_id=mallory"}"#,
+            "event streams cannot be relayed; long-poll /v1/events instead",
+        ),
     ];
     for (stem, content, _) in cases {
         drop_request(&sp, "mallory", &format!("{stem}.json"), content);
@@ -731,4 +736,41 @@ fn new_request_files_wake_the_relay_without_waiting_for_a_scan() {
         assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     }
     relay.stop();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_huge_sparse_request_file_is_refused_without_being_read() {
+    // Regression: the scanner read whole request files (to sort them)
+    // before looking at their size; a 4 GB sparse file cost 4 GB of RAM.
+    fn peak_rss_kb() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+    let h = relay_hub(|_| {});
+    let sp = spool(&h);
+    let before = peak_rss_kb();
+    let dir = sp.join("requests/hoarder");
+    std::fs::create_dir_all(&dir).unwrap();
+    let staged = dir.join(".huge.tmp");
+    std::fs::File::create(&staged)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    std::fs::rename(&staged, dir.join("huge.json")).unwrap();
+    let r = await_response(&sp, "hoarder", "huge", Duration::from_secs(20));
+    assert_eq!(r["status"], 400, "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("request file exceeds"),
+        "{r}"
+    );
+    let grew_mb = peak_rss_kb().saturating_sub(before) / 1024;
+    assert!(grew_mb < 1024, "peak RSS grew by {grew_mb} MB");
 }
