@@ -83,6 +83,9 @@ struct Pending {
     deadline: Instant,
     delay: i64,
     alarm: Arc<Alarm>,
+    /// Set (under the lock) by the timer when it fires, so a cancel that
+    /// races the deadline is refused rather than reported as done.
+    firing: bool,
 }
 
 /// Per-agent and total counts of parked waiters.
@@ -236,6 +239,7 @@ impl State {
             implementation_version: VERSION.into(),
             features: self.features(),
             message_kinds: MESSAGE_KINDS.iter().map(|s| s.to_string()).collect(),
+            presence_ttl_sec: self.config.presence_ttl_sec,
         }
     }
 
@@ -284,6 +288,7 @@ impl State {
                 deadline: Instant::now() + Duration::from_secs(delay as u64),
                 delay,
                 alarm: alarm.clone(),
+                firing: false,
             });
         }
         if delay == 0 {
@@ -296,16 +301,30 @@ impl State {
             });
             return Ok(json!({"status": "shutdown_initiated"}));
         }
-        self.system_notice(
+        if let Err(e) = self.system_notice(
             &format!("Hub shutdown initiated. Shutting down in {delay} seconds."),
             json!({"shutdown": true, "delay_sec": delay}),
-        )?;
+        ) {
+            // Not armed after all: leave nothing pending without a timer.
+            *lock(&self.pending) = None;
+            return Err(e);
+        }
         self.log
             .log(&format!("shutdown initiated (delay={delay}s)"));
         let me = self.clone();
         let deadline = Instant::now() + Duration::from_secs(delay as u64);
         std::thread::spawn(move || {
-            if !alarm.sleep_until(deadline) {
+            if alarm.sleep_until(deadline) {
+                return; // cancelled
+            }
+            let ours = match lock(&me.pending).as_mut() {
+                Some(p) if Arc::ptr_eq(&p.alarm, &alarm) => {
+                    p.firing = true;
+                    true
+                }
+                _ => false,
+            };
+            if ours {
                 me.fire_shutdown(json!({"shutdown": true, "final": true}));
             }
         });
@@ -318,7 +337,7 @@ impl State {
         let mut pending = lock(&self.pending);
         match pending.as_ref() {
             None => return Err(Error::bad("no shutdown pending")),
-            Some(p) if p.delay == 0 || self.stopping() => {
+            Some(p) if p.delay == 0 || p.firing || self.stopping() => {
                 return Err(Error::bad("shutdown already executing"));
             }
             Some(p) => p.alarm.ring(),

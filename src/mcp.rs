@@ -367,6 +367,8 @@ struct Reg {
     session_id: Option<String>,
     /// `arc_poll_messages`' cursor, set at the first registration.
     cursor: Option<i64>,
+    /// The hub's presence TTL, when it reports one (our extension).
+    ttl: Option<Duration>,
     last_error: Option<String>,
 }
 
@@ -402,6 +404,7 @@ impl Shared {
             reg: Mutex::new(Reg {
                 session_id: None,
                 cursor: None,
+                ttl: None,
                 last_error: None,
             }),
             flags: Watch::new(Flags {
@@ -475,6 +478,12 @@ impl Shared {
             Ok(b) => {
                 reg.session_id = c.session_id.clone();
                 reg.cursor.get_or_insert(b.latest_visible_id);
+                reg.ttl = c
+                    .request("GET", "/v1/hub-info", None, c.timeout)
+                    .ok()
+                    .and_then(|v| v["result"]["presence_ttl_sec"].as_u64())
+                    .filter(|t| *t > 0)
+                    .map(Duration::from_secs);
                 reg.last_error = None;
                 self.log(&format!("registered as {agent:?}"));
                 Ok(())
@@ -538,7 +547,14 @@ impl Shared {
             };
             let wait = if ok || registered {
                 backoff = self.opts.retry;
-                self.opts.keepalive
+                // A third of the hub's TTL when it is shorter than ours.
+                match lock(&self.reg).ttl {
+                    Some(ttl) => self
+                        .opts
+                        .keepalive
+                        .min((ttl / 3).max(Duration::from_secs(1))),
+                    None => self.opts.keepalive,
+                }
             } else {
                 backoff = (backoff * 2).min(self.opts.keepalive);
                 backoff / 2

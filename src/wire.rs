@@ -153,6 +153,10 @@ pub struct HubInfo {
     pub implementation_version: String,
     pub features: Vec<String>,
     pub message_kinds: Vec<String>,
+    /// Extension: sessions expire after this many quiet seconds, so a
+    /// client can choose its keepalive interval.
+    #[serde(default)]
+    pub presence_ttl_sec: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -293,8 +293,11 @@ def _dev_identity(tc, ref, ours):
     tc.assertEqual(feats[:len(REF_FEATURES)], REF_FEATURES, "reference tokens first, all eight")
     for extra in feats[len(REF_FEATURES):]:
         tc.assertRegex(extra, r"^arc-rs:[a-z_]+$", "vendor tokens must be prefixed")
-    strip = lambda b: {k: v for k, v in b["result"].items()
-                       if k not in ("implementation", "implementation_version", "features")}
+    # Our one added field: the presence TTL, so clients can pace keepalives.
+    tc.assertNotIn("presence_ttl_sec", ref.result)
+    tc.assertIsInstance(ours.result.get("presence_ttl_sec"), int)
+    ours_only = ("implementation", "implementation_version", "features", "presence_ttl_sec")
+    strip = lambda b: {k: v for k, v in b["result"].items() if k not in ours_only}
     tc.assertEqual(strip(ref.norm), strip(ours.norm))
 
 
@@ -596,7 +599,8 @@ DEVIATIONS = {
                           _dev_caps_repr),
     # key: (§15 item or spec section, what differs, check)
     "identity": ("§4.2", "implementation, implementation_version and features name our hub "
-                 "(all eight reference tokens plus arc-rs: extras)", _dev_identity),
+                 "(all eight reference tokens plus arc-rs: extras); presence_ttl_sec added",
+                 _dev_identity),
     "dashboard": ("§9.3", "our own dashboard page; only status/content type compared", _dev_dashboard),
     "method-405": ("§15.21", "unsupported method: JSON 405 with Allow instead of HTML 501", _dev_method),
     "head-405": ("§15.21", "HEAD: 405 instead of 501", _dev_head),

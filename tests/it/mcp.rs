@@ -1200,3 +1200,22 @@ fn binary_closes_its_session_on_sigterm() {
     assert!(status.success(), "{status:?}");
     assert!(!agent_ids(&h).contains(&"termed".to_string()));
 }
+
+#[test]
+fn keepalive_follows_a_short_hub_ttl() {
+    // Regression: a fixed 30 s keepalive let sessions on a hub with a TTL
+    // of 90 s or less expire between refreshes (and lose their claims).
+    let h = TestHub::start_with(|c| c.presence_ttl_sec = 5);
+    assert_eq!(h.get("/v1/hub-info").result()["presence_ttl_sec"], 5);
+    let mut opts = fast();
+    opts.keepalive = Duration::from_secs(30);
+    let mut m = Mcp::start_with(Client::http("steady", &h.url), opts, Framing::Lines);
+    m.init();
+    eventually(WAIT, "background registration", || {
+        agent_ids(&h).contains(&"steady".to_string()).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(7));
+    let ids = agent_ids(&h);
+    assert!(ids.contains(&"steady".to_string()), "{ids:?}");
+    m.close().0.unwrap();
+}

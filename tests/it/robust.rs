@@ -457,3 +457,23 @@ fn bodies_on_routes_that_take_none_never_take_the_hub_down() {
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert_eq!(body_of(&r)["ok"], true);
 }
+
+#[test]
+fn a_shutdown_that_could_not_post_its_notice_is_not_left_pending() {
+    // Regression: arming set "pending" before posting the notice; when the
+    // post failed, no timer ran and every later request was refused with
+    // "shutdown already pending".
+    let h = TestHub::start_with(|c| c.busy_timeout = Duration::from_millis(200));
+    let blocker = h.sql();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let r = h.post("/v1/shutdown", json!({"delay_sec": 30}));
+    assert!(r.status >= 500, "{r}");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let r = h.get("/v1/shutdown");
+    assert!(r.result().is_null(), "nothing pending: {r}");
+    let r = h.post("/v1/shutdown", json!({"delay_sec": 30}));
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.result()["status"], "shutdown_initiated");
+    let r = h.post("/v1/shutdown/cancel", json!({}));
+    assert_eq!(r.result()["status"], "shutdown_cancelled", "{r}");
+}
