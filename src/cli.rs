@@ -207,10 +207,16 @@ impl Raw {
         }
     }
 
+    /// A duration in seconds: finite, not negative, at most ten years (so
+    /// it always fits a `Duration` and an `Instant` deadline).
     fn seconds(&self, name: &str) -> Result<Option<f64>> {
+        const MAX: f64 = crate::store::MAX_TTL_SEC as f64;
         match self.parsed::<f64>(name, "a number of seconds")? {
             Some(v) if !v.is_finite() || v < 0.0 => Err(Error::Usage(format!(
                 "--{name} must be a non-negative number of seconds"
+            ))),
+            Some(v) if v > MAX => Err(Error::Usage(format!(
+                "--{name} must be at most {MAX} seconds"
             ))),
             other => Ok(other),
         }
@@ -593,6 +599,7 @@ fn execute(cmd: Command) -> Result<ExitCode> {
                 a.base_url
             ));
             relay.wait();
+            crate::sys::mark_stopped();
             Ok(ExitCode::SUCCESS)
         }
         Command::Smoke(a) => match crate::smoke::run(&a) {
@@ -744,6 +751,7 @@ fn serve(cfg: HubConfig) -> Result<ExitCode> {
         }
     })?;
     hub.wait()?;
+    crate::sys::mark_stopped();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -799,6 +807,19 @@ mod tests {
         ));
         assert!(matches!(p(&["poll"]), Err(Error::Usage(_))));
         assert!(matches!(p(&["--agent", "a"]), Err(Error::Usage(_))));
+        // Regression: huge durations used to panic in Duration::from_secs_f64.
+        for args in [
+            &["ensure", "--timeout", "1e300"][..],
+            &["--relay-retention-sec", "1e300"][..],
+            &["relay", "--retention-sec", "1e20"][..],
+            &["poll", "--agent", "a", "--timeout", "1e300"][..],
+        ] {
+            match p(args) {
+                Err(Error::Usage(m)) => assert!(m.contains("at most"), "{args:?}: {m}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        assert!(p(&["ensure", "--timeout", "315360000"]).is_ok());
     }
 
     #[test]

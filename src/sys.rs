@@ -138,15 +138,25 @@ mod term {
 
     unsafe extern "system" fn on_ctrl(kind: u32) -> i32 {
         // CTRL_C, CTRL_BREAK, CTRL_CLOSE, CTRL_LOGOFF, CTRL_SHUTDOWN
-        if matches!(kind, 0 | 1 | 2 | 5 | 6) {
-            if let Some(f) = HANDLER.get() {
-                f();
-                // Give the graceful stop a moment before Windows ends us.
-                crate::notify::pause(std::time::Duration::from_secs(2));
-            }
-            return 1;
+        if !matches!(kind, 0 | 1 | 2 | 5 | 6) {
+            return 0;
         }
-        0
+        if let Some(f) = HANDLER.get() {
+            f();
+        }
+        // After Ctrl-C or Ctrl-Break the process lives on and stops by
+        // itself. After close, logoff or shutdown Windows ends it as soon
+        // as this returns (and at the latest about 5 s later), so wait
+        // here for the graceful stop to report that it is done.
+        if matches!(kind, 2 | 5 | 6) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(4500);
+            while !super::STOPPED.load(std::sync::atomic::Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                crate::notify::pause(std::time::Duration::from_millis(20));
+            }
+        }
+        1
     }
 
     pub fn install(f: Box<dyn Fn() + Send>) -> std::io::Result<()> {
@@ -162,6 +172,16 @@ mod term {
         }
         Ok(())
     }
+}
+
+/// Set once a graceful stop has finished (see [`mark_stopped`]).
+static STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records that the graceful stop started by an [`on_terminate`] callback
+/// has finished (database checkpointed, pidfile removed). On Windows the
+/// console-close handler waits for this before letting the OS end us.
+pub fn mark_stopped() {
+    STOPPED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Calls `f` (on a helper thread) on SIGINT, SIGTERM or SIGHUP, or on
