@@ -21,6 +21,9 @@ use crate::store::EventQuery;
 /// Rows fetched per query while catching up on a backlog.
 const BATCH: i64 = 500;
 
+/// How soon a query that found the database busy is tried again.
+const BUSY_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// An SSE stream ready to run.
 pub struct Stream {
     pub agent_id: String,
@@ -128,7 +131,11 @@ pub fn run(s: &State, mut st: Stream, out: Box<dyn Write + Send>, http10: bool) 
     let touch_every = crate::api::touch_interval(s.config.presence_ttl_sec);
     let mut next_touch = Instant::now() + touch_every;
     let mut next_beat = Instant::now() + s.config.sse_keepalive;
+    // A query that lost to a busy database is retried soon: the wake-up
+    // that prompted it has been used up.
+    let mut retry_at: Option<Instant>;
     loop {
+        retry_at = None;
         let q = EventQuery {
             agent_id: st.agent_id.clone(),
             channels: st.channels.clone(),
@@ -139,7 +146,10 @@ pub fn run(s: &State, mut st: Stream, out: Box<dyn Write + Send>, http10: bool) 
         };
         let rows = match s.store.events(&q) {
             Ok(rows) => rows,
-            Err(e) if e.is_busy() => Vec::new(),
+            Err(e) if e.is_busy() => {
+                retry_at = Some(Instant::now() + BUSY_RETRY);
+                Vec::new()
+            }
             Err(_) => break,
         };
         if !rows.is_empty() {
@@ -158,7 +168,8 @@ pub fn run(s: &State, mut st: Stream, out: Box<dyn Write + Send>, http10: bool) 
             }
         }
         loop {
-            match st.sub.wait(next_beat.min(next_touch)) {
+            let until = next_beat.min(next_touch);
+            match st.sub.wait(retry_at.map_or(until, |r| r.min(until))) {
                 Wake::Signaled => break,
                 Wake::Shutdown => {
                     f.finish();
@@ -166,6 +177,9 @@ pub fn run(s: &State, mut st: Stream, out: Box<dyn Write + Send>, http10: bool) 
                 }
                 Wake::TimedOut => {
                     let now = Instant::now();
+                    if retry_at.is_some_and(|r| now >= r) {
+                        break;
+                    }
                     if now >= next_beat {
                         if f.send(": keepalive\n\n").is_err() {
                             return;
