@@ -2,7 +2,8 @@
 # Installs everything the tests need, then runs every suite:
 #   1. formatting and lints (cargo fmt, cargo clippy -D warnings);
 #   2. unit and integration tests (cargo test: one in-process hub per test,
-#      plus the real `arc` binary for lifecycle tests);
+#      plus the real `arc` binary for lifecycle tests), then clippy on the
+#      Windows code paths with a cross toolchain;
 #   3. the interop suite: the reference Python code (megastructure-arc
 #      0.1.1, from PyPI) and the official MCP SDK, in a venv under target/,
 #      against our binary;
@@ -15,6 +16,23 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step() { printf '\n==> %s\n' "$*"; }
 
+# Installs a Debian package without prompts (refreshing the lists once if
+# the first try fails).
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y --no-install-recommends "$@" </dev/null >/dev/null 2>&1 ||
+    { $sudo apt-get update </dev/null >/dev/null 2>&1 &&
+      $sudo apt-get install -y --no-install-recommends "$@" </dev/null >/dev/null 2>&1; }
+}
+
+# The Windows standard library for rustup and MinGW (SQLite is C).
+windows_tools() {
+  rustup target add x86_64-pc-windows-gnu >/dev/null 2>&1 || return 1
+  command -v x86_64-w64-mingw32-gcc >/dev/null || apt_install gcc-mingw-w64-x86-64-posix
+}
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -23,6 +41,18 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --locked --all-targets
+
+step "windows: clippy on the cfg(windows) code (x86_64-pc-windows-gnu)"
+# CI runs Linux, but Windows users run the hub too: type-check and lint
+# the Windows paths (process spawning, signals) with a cross toolchain.
+# Needs rustup's Windows std and MinGW (for SQLite's C code); if they
+# cannot be installed here, say so and go on.
+if windows_tools; then
+  CARGO_TARGET_DIR=target/windows cargo clippy --locked --target x86_64-pc-windows-gnu \
+    --all-targets -- -D warnings
+else
+  echo "SKIPPED: could not install the Windows target or MinGW on this machine"
+fi
 
 step "dependency tree (normal edges)"
 cargo tree -e normal --locked --depth 1
