@@ -35,6 +35,26 @@ HUB_STOP_TIMEOUT = 5.0
 HTTP_TIMEOUT = 10.0
 
 
+def tail_log(path):
+    """The last 4000 characters of a log file ("" if unreadable)."""
+    try:
+        return Path(path).read_text(errors="replace")[-4000:]
+    except OSError:
+        return ""
+
+
+def stop_process(proc):
+    """Terminates `proc` (if running), then kills it after a bounded wait."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=HUB_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=HUB_STOP_TIMEOUT)
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -144,21 +164,11 @@ class HubProcess:
         raise RuntimeError(last_error)
 
     def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
+        return tail_log(self.log_path)
 
     def stop(self):
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=HUB_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=HUB_STOP_TIMEOUT)
+        stop_process(proc)
 
     # Convenience wrappers around http() against this hub.
     def get(self, path, **kw):
@@ -190,21 +200,11 @@ class BackgroundProcess:
             log.close()
 
     def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
+        return tail_log(self.log_path)
 
     def stop(self):
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=HUB_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=HUB_STOP_TIMEOUT)
+        stop_process(proc)
 
 
 def run(cmd, *, cwd, timeout=60.0):
