@@ -382,8 +382,11 @@ fn scan_loop(
                 });
                 if spawned.is_err() {
                     // Unclaim it so a later scan serves it (the job, and
-                    // with it the busy mark, was dropped unrun).
+                    // with it the busy mark, was dropped unrun), and give
+                    // the system a moment before trying again.
                     let _ = std::fs::rename(&work, &next.path);
+                    crate::notify::pause(Duration::from_millis(100));
+                    break;
                 }
             }
         }
