@@ -672,11 +672,13 @@ fn spawn_server(
         // carries the receive timeout that accepted sockets must inherit
         // (see sys::set_socket_timeouts). A successor server then accepts
         // new connections, while this pump drains the old server's open
-        // connections until none can still send a request: the longest
-        // parked request plus two idle timeouts after the last request.
-        let drain =
-            Duration::from_secs_f64(state.config.max_poll_sec) + state.config.io_timeout * 2;
+        // connections until none can still send a request: two idle
+        // timeouts if it never delivered one, else the longest parked
+        // request plus two idle timeouts after the last one.
+        let idle = state.config.io_timeout * 2;
+        let parked = Duration::from_secs_f64(state.config.max_poll_sec);
         let mut accept_dead = false;
+        let mut delivered = false;
         let mut last_request = Instant::now();
         let mut backoff = Duration::from_millis(50);
         let mut next_try = Instant::now();
@@ -684,8 +686,15 @@ fn spawn_server(
             match server.recv_timeout(Duration::from_secs(1)) {
                 Ok(Some(rq)) => {
                     last_request = Instant::now();
+                    delivered = true;
                     if let Err(Job::Request(rq)) = queue.push(Job::Request(rq)) {
-                        respond(&state, rq, Reply::error(503, "hub is shutting down"), false);
+                        let unread = declares_body(&rq);
+                        respond(
+                            &state,
+                            rq,
+                            Reply::error(503, "hub is shutting down"),
+                            unread,
+                        );
                     }
                 }
                 Ok(None) => {}
@@ -714,6 +723,7 @@ fn spawn_server(
                     }
                 }
             }
+            let drain = if delivered { parked + idle } else { idle };
             if accept_dead && spare.is_none() && last_request.elapsed() > drain {
                 break;
             }
