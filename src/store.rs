@@ -195,6 +195,24 @@ impl Recent {
         }
     }
 
+    /// Adds rows read back from the database (other processes' commits):
+    /// like [`Recent::extend`], except that the tail restarts after any row
+    /// that may still change, so reads that include it go to SQL.
+    fn extend_foreign(&mut self, batch: &[Message]) {
+        let mut rest = batch;
+        while let Some(i) = rest.iter().position(may_still_change) {
+            self.extend(&rest[..i]);
+            if rest[i].id > self.last_id() {
+                *self = Recent {
+                    from: rest[i].id,
+                    ..Recent::default()
+                };
+            }
+            rest = &rest[i + 1..];
+        }
+        self.extend(rest);
+    }
+
     /// Messages after `since` matching `keep`, if the tail covers `since`.
     fn after(
         &self,
@@ -217,12 +235,28 @@ impl Recent {
     }
 }
 
+/// Roughly the bytes a message holds: every string field, attachments
+/// and metadata (each may be megabytes), plus a fixed overhead.
 fn approx_size(m: &Message) -> usize {
-    256 + m.body.len()
+    256 + m.ts.len()
+        + m.from_agent.len()
+        + m.to_agent.as_ref().map_or(0, String::len)
+        + m.channel.len()
+        + m.kind.len()
+        + m.body.len()
+        + m.thread_id.as_ref().map_or(0, String::len)
         + m.attachments
             .iter()
             .map(|a| a.to_string().len())
             .sum::<usize>()
+        + m.metadata.to_string().len()
+}
+
+/// True for a row another hub process may still rewrite: the Python
+/// reference inserts a `task_result` and only in a later commit stamps
+/// `metadata.task_completed` into it. Such a row must not be cached.
+fn may_still_change(m: &Message) -> bool {
+    m.kind == "task_result" && m.reply_to.is_some() && m.metadata.get("task_completed").is_none()
 }
 
 type Hook = Box<dyn Fn(&Committed) + Send + Sync>;
@@ -732,8 +766,8 @@ impl Store {
             return Ok(rows);
         }
         self.read_one(|c, _| {
-            let mut clauses = vec!["(to_agent IS NULL OR to_agent = ?)".to_string()];
-            let mut args: Vec<rusqlite::types::Value> = vec![q.agent_id.clone().into()];
+            let mut clauses: Vec<String> = Vec::new();
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
             match q.channels.len() {
                 0 => {}
                 1 => {
@@ -753,7 +787,7 @@ impl Store {
                 clauses.push("from_agent != ?".into());
                 args.push(q.agent_id.clone().into());
             }
-            select_messages(c, &clauses, args, q.since_id, q.limit, false)
+            select_visible(c, &q.agent_id, &clauses, args, q.since_id, q.limit)
         })
     }
 
@@ -766,11 +800,21 @@ impl Store {
     /// tail, so the tail never hides a foreign row. True if another
     /// process had committed anything.
     pub fn sync_foreign(&self) -> Result<bool> {
-        const CHUNK: i64 = 5000;
+        // Small chunks: rows can be megabytes each.
+        const CHUNK: i64 = 200;
         let conn = self.lock();
         let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         if self.data_version.swap(version, Ordering::SeqCst) == version {
             return Ok(false);
+        }
+        // Rows the tail holds are ours and already announced: when the
+        // tail covers the cursor, skip straight past them.
+        {
+            let tail = lock_recent(&self.recent);
+            if tail.from <= self.watch_cursor.load(Ordering::SeqCst) {
+                self.watch_cursor
+                    .fetch_max(tail.last_id(), Ordering::SeqCst);
+            }
         }
         let mut st = conn.prepare(&format!(
             "SELECT {MSG_COLS} FROM messages WHERE id > ?1 ORDER BY id LIMIT {CHUNK}"
@@ -783,10 +827,11 @@ impl Store {
             let Some(last) = rows.last() else { break };
             self.watch_cursor.fetch_max(last.id, Ordering::SeqCst);
             let full = rows.len() as i64 == CHUNK;
+            lock_recent(&self.recent).extend_foreign(&rows);
             self.publish(Committed {
                 posted: rows.iter().map(Posted::of).collect(),
                 logs: Vec::new(),
-                messages: rows,
+                messages: Vec::new(),
             });
             if !full {
                 break;
@@ -1211,6 +1256,34 @@ fn select_messages(
         args.push(limit.into());
         format!("SELECT {MSG_COLS} FROM messages WHERE {filter} AND id > ? ORDER BY id LIMIT ?")
     };
+    let mut st = c.prepare(&sql)?;
+    let rows = st.query_map(rusqlite::params_from_iter(args), message_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Broadcasts plus direct messages to `agent`, after `since_id`, in id
+/// order. Written as two index-ordered halves (`ix_m_to` serves both)
+/// so SQLite stops after `limit` rows of each, instead of collecting and
+/// sorting every visible row as `to_agent IS NULL OR to_agent = ?` would.
+fn select_visible(
+    c: &Connection,
+    agent: &str,
+    clauses: &[String],
+    filter_args: Vec<rusqlite::types::Value>,
+    since_id: i64,
+    limit: i64,
+) -> Result<Vec<Message>> {
+    let extra: String = clauses.iter().map(|c| format!(" AND {c}")).collect();
+    let sql = format!(
+        "SELECT * FROM (SELECT {MSG_COLS} FROM messages WHERE to_agent IS NULL{extra} AND id > ? ORDER BY id LIMIT ?) \
+         UNION ALL \
+         SELECT * FROM (SELECT {MSG_COLS} FROM messages WHERE to_agent = ?{extra} AND id > ? ORDER BY id LIMIT ?) \
+         ORDER BY id LIMIT ?"
+    );
+    let mut args = filter_args.clone();
+    args.extend([since_id.into(), limit.into(), agent.to_string().into()]);
+    args.extend(filter_args);
+    args.extend([since_id.into(), limit.into(), limit.into()]);
     let mut st = c.prepare(&sql)?;
     let rows = st.query_map(rusqlite::params_from_iter(args), message_row)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -1863,6 +1936,124 @@ mod tests {
         assert_eq!(r.msgs.len(), RECENT_MAX_MSGS);
         assert_eq!(r.from, 10);
         assert!(r.after(5, 10, |_| true).is_none());
+    }
+
+    #[test]
+    fn the_tail_counts_metadata_and_long_fields_against_its_byte_cap() {
+        // Regression: only body and attachments were counted, so 4 MB
+        // metadata blobs were kept 4096 at a time.
+        let mut r = Recent::default();
+        let blob = "A".repeat(1 << 20);
+        let batch: Vec<Message> = (1..=64)
+            .map(|i| Message {
+                metadata: serde_json::json!({ "blob": blob }),
+                thread_id: Some("t".repeat(1000)),
+                ..m(i, None)
+            })
+            .collect();
+        r.extend(&batch);
+        assert!(r.bytes <= RECENT_MAX_BYTES, "{}", r.bytes);
+        assert!(r.msgs.len() <= 16, "{} messages kept", r.msgs.len());
+    }
+
+    #[test]
+    fn foreign_rows_that_may_still_change_are_not_cached() {
+        // The Python hub inserts a task_result and stamps task_completed
+        // into it in a later commit: reads spanning it must use SQL.
+        let mut r = Recent {
+            from: 10,
+            ..Recent::default()
+        };
+        let pending_result = Message {
+            kind: "task_result".into(),
+            reply_to: Some(5),
+            ..m(12, None)
+        };
+        r.extend_foreign(&[m(11, None), pending_result, m(13, None)]);
+        assert!(r.after(11, 10, |_| true).is_none(), "12 must come from SQL");
+        assert_eq!(r.after(12, 10, |_| true).unwrap().len(), 1);
+        let done = Message {
+            kind: "task_result".into(),
+            reply_to: Some(5),
+            metadata: serde_json::json!({"task_completed": 5}),
+            ..m(14, None)
+        };
+        r.extend_foreign(&[done]);
+        assert_eq!(r.after(12, 10, |_| true).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_foreign_commit_announces_only_foreign_rows() {
+        // Regression: the watcher re-read (and re-announced) every local
+        // row since the last foreign commit.
+        let (store, dir) = temp_store(120);
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        {
+            let seen = seen.clone();
+            store.set_commit_hook(move |c: &Committed| {
+                seen.lock().unwrap().extend(c.posted.iter().map(|p| p.id));
+            });
+        }
+        for i in 0..50 {
+            post(&store, "general", "chat", &format!("local {i}"));
+        }
+        seen.lock().unwrap().clear();
+        let other = Connection::open(dir.join("arc.sqlite3")).unwrap();
+        other
+            .execute(
+                "INSERT INTO messages(ts, from_agent, channel, kind, body) \
+                 VALUES('2026-01-01T00:00:00Z', 'py', 'general', 'chat', 'foreign')",
+                [],
+            )
+            .unwrap();
+        let foreign_id = other.last_insert_rowid();
+        assert!(store.sync_foreign().unwrap());
+        assert_eq!(*seen.lock().unwrap(), [foreign_id]);
+    }
+
+    #[test]
+    fn events_from_sql_merge_broadcasts_and_own_dms_in_id_order() {
+        // Reopened, so the in-memory tail is empty and SQL answers.
+        let (store, dir) = temp_store(120);
+        let mut expect_bob = Vec::new();
+        for i in 0..30 {
+            let to = match i % 3 {
+                0 => None,
+                1 => Some("bob"),
+                _ => Some("carol"),
+            };
+            let msg = store
+                .post_message(NewMessage {
+                    from_agent: if i % 5 == 0 { "bob" } else { "a" }.into(),
+                    to_agent: to.map(Into::into),
+                    channel: if to.is_some() { "direct" } else { "general" }.into(),
+                    kind: "chat".into(),
+                    body: format!("m{i}"),
+                    ..Default::default()
+                })
+                .unwrap();
+            if to != Some("carol") && msg.from_agent != "bob" {
+                expect_bob.push(msg.id);
+            }
+        }
+        drop(store);
+        let store = Store::open(&dir.join("arc.sqlite3"), 120).unwrap();
+        let q = |since_id, limit| EventQuery {
+            agent_id: "bob".into(),
+            channels: Vec::new(),
+            thread_id: None,
+            since_id,
+            limit,
+            exclude_self: true,
+        };
+        let ids = |rows: Vec<Message>| rows.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.events(&q(0, 100)).unwrap()), expect_bob);
+        assert_eq!(ids(store.events(&q(0, 5)).unwrap()), expect_bob[..5]);
+        let mid = expect_bob[7];
+        assert_eq!(
+            ids(store.events(&q(mid, 4)).unwrap()),
+            expect_bob[8..12].to_vec()
+        );
     }
 
     #[test]
