@@ -301,7 +301,9 @@ pub fn coerce_int(v: &Value) -> Option<i64> {
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
                 Some(i)
-            } else if n.is_u64() {
+            } else if n.is_u64() || is_int_text(&n.to_string()) {
+                // An integer literal that does not fit i64 (the float path
+                // would round values just below i64::MIN onto it).
                 None
             } else {
                 let f = n.as_f64()?;
@@ -419,6 +421,18 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn integers_just_past_64_bits_are_refused_not_rounded() {
+        // Regression: -2^63-1 went through f64 and landed on i64::MIN.
+        let parse = |t: &str| coerce_int(&serde_json::from_str::<Value>(t).unwrap());
+        assert_eq!(parse("-9223372036854775809"), None);
+        assert_eq!(parse("9223372036854775808"), None);
+        assert_eq!(parse("-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse("3.0"), Some(3));
+        assert_eq!(parse("2.5"), None);
+        assert_eq!(parse("1e3"), Some(1000));
     }
 
     #[test]

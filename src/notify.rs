@@ -111,6 +111,10 @@ impl Notifier {
     /// Registers interest in `keys`. Subscribe first, then query: anything
     /// that commits after this call is guaranteed to wake [`Subscription::wait`].
     pub fn subscribe(self: &Arc<Self>, keys: Vec<Key>) -> Subscription {
+        // The flag is read under the registry lock, which `shutdown` also
+        // holds while setting it: a cell is either born closed or is in
+        // the set that `shutdown` closes.
+        let mut reg = lock(&self.registry);
         let cell = Arc::new(Cell {
             state: Mutex::new(CellState {
                 seq: 0,
@@ -118,7 +122,6 @@ impl Notifier {
             }),
             cv: Condvar::new(),
         });
-        let mut reg = lock(&self.registry);
         let id = reg.next_id;
         reg.next_id += 1;
         for k in &keys {
@@ -175,12 +178,11 @@ impl Notifier {
 
     /// Wakes every waiter for good: the hub is stopping.
     pub fn shutdown(&self) {
-        self.shutdown.store(true, Ordering::SeqCst);
-        let cells: Vec<Arc<Cell>> = lock(&self.registry)
-            .cells
-            .values()
-            .map(|(_, c)| c.clone())
-            .collect();
+        let cells: Vec<Arc<Cell>> = {
+            let reg = lock(&self.registry);
+            self.shutdown.store(true, Ordering::SeqCst);
+            reg.cells.values().map(|(_, c)| c.clone()).collect()
+        };
         for cell in cells {
             lock(&cell.state).closed = true;
             cell.cv.notify_all();
