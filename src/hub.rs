@@ -1169,9 +1169,11 @@ fn park(state: &Arc<State>, rq: tiny_http::Request, w: api::Wait) {
     };
     let st = state.clone();
     let spawned = state.pool.run(move || {
-        let _slot = slot;
         let reply = catch_unwind(AssertUnwindSafe(|| api::finish_wait(&st, w)))
             .unwrap_or_else(|_| Reply::error(500, "internal error: long-poll panicked"));
+        // No longer parked: free the slot before answering, so a client
+        // that sees the answer also sees the count go down.
+        drop(slot);
         respond(&st, rq, reply, false);
     });
     if let Err(e) = spawned {
