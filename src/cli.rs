@@ -134,6 +134,7 @@ const VALUE_FLAGS: &[(&str, &[&str])] = &[
     ("presence-ttl-sec", &["*", "ensure"]),
     ("max-waiters", &["*", "ensure"]),
     ("max-waiters-per-agent", &["*", "ensure"]),
+    ("max-connections", &["*", "ensure"]),
     ("relay-max-wait-sec", &["*", "ensure"]),
     ("relay-retention-sec", &["*", "ensure"]),
     ("timeout", &["ensure", "poll"]),
@@ -467,6 +468,7 @@ fn hub_config(raw: &Raw) -> Result<HubConfig> {
         presence_ttl_sec: ttl,
         max_waiters: size("max-waiters", d.max_waiters, 1)?,
         max_waiters_per_agent: size("max-waiters-per-agent", d.max_waiters_per_agent, 1)?,
+        max_connections: size("max-connections", d.max_connections, 1)?,
         relay: d.relay && !raw.switch("no-relay"),
         relay_max_wait_sec: raw
             .seconds("relay-max-wait-sec")?
@@ -515,6 +517,7 @@ pub fn help(topic: Option<&str>) -> String {
   --presence-ttl-sec N        seconds before a silent agent expires (default 120, min 5)
   --max-waiters N             parked long-polls and streams, hub-wide (default 2048)
   --max-waiters-per-agent N   parked long-polls and streams per agent (default 16)
+  --max-connections N         open client connections (default 4096)
   --relay-max-wait-sec S      clamp for relayed long-polls (default 20)
   --relay-retention-sec S     keep relay .work/response files this long (default 3600)
   --no-relay                  do not run the built-in file relay";

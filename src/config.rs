@@ -37,6 +37,9 @@ pub struct HubConfig {
     pub max_waiters: usize,
     /// Cap on parked long-polls and SSE streams per agent (429 beyond it).
     pub max_waiters_per_agent: usize,
+    /// Cap on open client connections (one more is answered 503 and
+    /// closed at once); also bounded by the descriptor limit.
+    pub max_connections: usize,
     /// How long a write waits for a database locked by another process.
     pub busy_timeout: Duration,
     /// Enables test-only routes (`GET /v1/_test/panic`). Never set by the CLI.
@@ -78,6 +81,7 @@ impl Default for HubConfig {
             workers: 16,
             max_waiters: 2048,
             max_waiters_per_agent: 16,
+            max_connections: 4096,
             busy_timeout: Duration::from_secs(10),
             test_hooks: false,
             io_timeout: Duration::from_secs(15),
@@ -125,9 +129,13 @@ impl HubConfig {
                 "max_attachment_chars must be at least 1".into(),
             ));
         }
-        if self.workers < 1 || self.max_waiters < 1 || self.max_waiters_per_agent < 1 {
+        if self.workers < 1
+            || self.max_waiters < 1
+            || self.max_waiters_per_agent < 1
+            || self.max_connections < 1
+        {
             return Err(Error::Config(
-                "worker and waiter limits must be at least 1".into(),
+                "worker, waiter and connection limits must be at least 1".into(),
             ));
         }
         if self.host.trim().is_empty() {

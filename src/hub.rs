@@ -40,7 +40,7 @@ use crate::api::{self, Call, NoRoute, Outcome, Reply};
 use crate::config::{self, HubConfig};
 use crate::error::{Error, Result};
 use crate::input::Query;
-use crate::notify::{Alarm, Latch, Notifier, Queue};
+use crate::notify::{Alarm, Latch, Notifier};
 use crate::store::{Committed, NewMessage, Store};
 use crate::wire::{HubInfo, MESSAGE_KINDS, ShutdownStatus};
 use crate::{ids, paths, time};
@@ -53,9 +53,6 @@ pub const IMPLEMENTATION: &str = "arc-rs";
 
 /// Stack size of a parked long-poll or SSE thread.
 const PARKED_STACK: usize = 256 * 1024;
-
-/// Declared bodies above this are never drained (see `refuse_oversized`).
-const MAX_DRAIN: usize = 64 * 1024 * 1024;
 
 /// Lifecycle log lines: `[arc <ts>] <message>` on stdout unless quiet.
 #[derive(Debug, Clone)]
@@ -443,17 +440,11 @@ fn notify_pause(d: Duration) {
     crate::notify::pause(d);
 }
 
-enum Job {
-    Request(tiny_http::Request),
-}
-
 /// A running hub.
 pub struct Hub {
     state: Arc<State>,
     addr: SocketAddr,
-    listener: TcpListener,
-    queue: Arc<Queue<Job>>,
-    servers: Arc<Mutex<Vec<Arc<tiny_http::Server>>>>,
+    server: Arc<tiny_http::Server>,
     threads: Vec<JoinHandle<()>>,
     relay: Option<crate::relay::RelayHandle>,
     pidfile: Option<PathBuf>,
@@ -472,17 +463,14 @@ impl Hub {
         let cfg = &state.config;
         crate::sys::raise_fd_limit();
         let listener = bind(&cfg.host, cfg.port)?;
-        crate::sys::set_socket_timeouts(&listener, cfg.io_timeout);
         let addr = listener.local_addr()?;
         state.port.store(addr.port(), Ordering::SeqCst);
-        let queue: Arc<Queue<Job>> = Arc::new(Queue::default());
-        let servers = Arc::new(Mutex::new(Vec::new()));
+        let server = tiny_http::Server::with_limits(listener, http_limits(&state))
+            .map_err(|e| Error::Config(format!("cannot start HTTP server: {e}")))?;
         let mut hub = Hub {
             state: state.clone(),
             addr,
-            listener,
-            queue: queue.clone(),
-            servers,
+            server: Arc::new(server),
             threads: Vec::new(),
             relay: None,
             pidfile: None,
@@ -503,14 +491,11 @@ impl Hub {
         } else {
             Ok(false)
         };
-        hub.spawn_server()?;
         for i in 0..cfg.workers {
-            let (state, queue) = (state.clone(), queue.clone());
+            let (state, server) = (state.clone(), hub.server.clone());
             hub.threads
                 .push(spawn_named(&format!("arc-worker-{i}"), move || {
-                    while let Some(Job::Request(rq)) = queue.pop() {
-                        serve(&state, rq);
-                    }
+                    work(&state, &server)
                 })?);
         }
         hub.threads.push(spawn_named("arc-expiry", {
@@ -555,13 +540,6 @@ impl Hub {
         Ok(hub)
     }
 
-    /// Starts one tiny_http server on a clone of the listening socket, plus
-    /// its pump. Called again if an accept loop ever dies (for example on
-    /// a transient "too many open files").
-    fn spawn_server(&mut self) -> Result<()> {
-        spawn_server(&self.state, &self.listener, &self.queue, &self.servers)
-    }
-
     pub fn state(&self) -> &Arc<State> {
         &self.state
     }
@@ -570,10 +548,9 @@ impl Hub {
         self.addr
     }
 
-    /// How many tiny_http servers (accept loop plus pump) are alive:
-    /// the current one and any predecessors still draining connections.
-    pub fn server_count(&self) -> usize {
-        lock(&self.servers).len()
+    /// Client connections open right now.
+    pub fn connection_count(&self) -> usize {
+        self.server.num_connections()
     }
 
     /// The base URL clients should use.
@@ -609,19 +586,18 @@ impl Hub {
         if let Some(relay) = self.relay.take() {
             relay.stop();
         }
-        // Wake parked waiters (done by request_stop), let queued requests
-        // drain, then stop the pumps and accept loops.
-        self.queue.close();
-        let servers: Vec<_> = lock(&self.servers).drain(..).collect();
-        for s in &servers {
-            for _ in 0..4 {
-                s.unblock();
-            }
+        // Workers finish the request in hand and stop; what is still
+        // queued, and whatever arrives from now on, is answered 503 and
+        // its connection closed.
+        for _ in 0..state.config.workers {
+            self.server.unblock();
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        drop(servers);
+        for rq in self.server.close_queue() {
+            respond(&state, rq, Reply::error(503, "hub is shutting down"));
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         while state.parked_count() > 0 && Instant::now() < deadline {
             crate::notify::pause(Duration::from_millis(10));
@@ -652,85 +628,47 @@ fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHand
         .spawn(f)?)
 }
 
-fn spawn_server(
-    state: &Arc<State>,
-    listener: &TcpListener,
-    queue: &Arc<Queue<Job>>,
-    servers: &Arc<Mutex<Vec<Arc<tiny_http::Server>>>>,
-) -> Result<()> {
-    let server = tiny_http::Server::from_listener(listener.try_clone()?, None)
-        .map_err(|e| Error::Config(format!("cannot start HTTP server: {e}")))?;
-    let server = Arc::new(server);
-    let mut spare = Some(listener.try_clone()?);
-    lock(servers).push(server.clone());
-    let state = state.clone();
-    let queue = queue.clone();
-    let servers = servers.clone();
-    spawn_named("arc-pump", move || {
-        // tiny_http's accept loop ends on its first accept error. On Linux
-        // that happens after every quiet `io_timeout`, because the listener
-        // carries the receive timeout that accepted sockets must inherit
-        // (see sys::set_socket_timeouts). A successor server then accepts
-        // new connections, while this pump drains the old server's open
-        // connections until none can still send a request: two idle
-        // timeouts if it never delivered one, else the longest parked
-        // request plus two idle timeouts after the last one.
-        let idle = state.config.io_timeout * 2;
-        let parked = Duration::from_secs_f64(state.config.max_poll_sec);
-        let mut accept_dead = false;
-        let mut delivered = false;
-        let mut last_request = Instant::now();
-        let mut backoff = Duration::from_millis(50);
-        let mut next_try = Instant::now();
-        while !state.stopping() {
-            match server.recv_timeout(Duration::from_secs(1)) {
-                Ok(Some(rq)) => {
-                    last_request = Instant::now();
-                    delivered = true;
-                    if let Err(Job::Request(rq)) = queue.push(Job::Request(rq)) {
-                        let unread = declares_body(&rq);
-                        respond(
-                            &state,
-                            rq,
-                            Reply::error(503, "hub is shutting down"),
-                            unread,
-                        );
-                    }
-                }
-                Ok(None) => {}
-                Err(_) if state.stopping() => break,
-                Err(e) => {
-                    accept_dead = true;
-                    if !matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) {
-                        state
-                            .log
-                            .log(&format!("accept error: {e}; restarting the accept loop"));
-                    }
-                }
-            }
-            // Start the successor (retrying with a back-off, for example
-            // while descriptors are exhausted); then this pump only drains.
-            if accept_dead && Instant::now() >= next_try {
-                if let Some(l) = spare.take() {
-                    if let Err(e) = spawn_server(&state, &l, &queue, &servers) {
-                        state.log.log(&format!("accept restart failed: {e}"));
-                        spare = Some(l);
-                        next_try = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
-            let drain = if delivered { parked + idle } else { idle };
-            if accept_dead && spare.is_none() && last_request.elapsed() > drain {
-                break;
-            }
+/// A worker: serves requests until the hub stops. Accept errors (such as
+/// running out of descriptors) arrive here too, to be logged; the accept
+/// loop retries by itself.
+fn work(state: &Arc<State>, server: &tiny_http::Server) {
+    while !state.stopping() {
+        match server.recv() {
+            Ok(rq) => serve(state, rq),
+            Err(_) if state.stopping() => return,
+            Err(e) => state.log.log(&format!("accept error: {e}")),
         }
-        lock(&servers).retain(|s| !Arc::ptr_eq(s, &server));
-    })?;
-    Ok(())
+    }
+}
+
+/// The bounds the HTTP server enforces for this hub (docs/SECURITY.md).
+fn http_limits(state: &State) -> tiny_http::Limits {
+    let cfg = &state.config;
+    let closing = canned_refusal(state, "hub is shutting down");
+    tiny_http::Limits {
+        io_timeout: cfg.io_timeout,
+        max_connections: cfg.max_connections.min(crate::sys::connection_budget()),
+        overload_response: canned_refusal(
+            state,
+            "too many connections to this hub; retry shortly",
+        ),
+        closing_response: closing,
+        max_body: cfg.request_cap() as u64,
+        body_timeout: cfg.io_timeout * 2,
+        ..tiny_http::Limits::default()
+    }
+}
+
+/// A complete `503` answer in the hub's envelope, for connections the
+/// HTTP server refuses on its own.
+fn canned_refusal(state: &State, message: &str) -> Vec<u8> {
+    let body = crate::wire::error_body(message);
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nX-Arc-Instance: {}\r\nServer: arc-hub/{VERSION}\r\nRetry-After: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        state.instance_id,
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// Binds `host:port`, trying every address the name resolves to.
@@ -820,33 +758,27 @@ fn header<'a>(rq: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
 /// What serving a request decided.
 enum Action {
     Reply(Reply),
-    /// Reply, but the body was not fully read: close and drain off-thread.
-    ReplyUnread(Reply),
     Wait(api::Wait),
     Stream(crate::sse::Stream),
 }
 
 fn serve(state: &Arc<State>, mut rq: tiny_http::Request) {
-    // A body that is never read must not be dropped with the request:
-    // tiny_http would drain it on this thread (allocating the whole
-    // declared length first), so unread bodies take the `unread` path.
-    let mut consumed = !declares_body(&rq);
-    let action = catch_unwind(AssertUnwindSafe(|| process(state, &mut rq, &mut consumed)))
+    // A request the HTTP layer could not parse is answered in our
+    // envelope; its connection closes after the answer.
+    if let Some(e) = rq.protocol_error() {
+        let reply = Reply::error(e.status(), &e.to_string());
+        return respond(state, rq, reply);
+    }
+    let action = catch_unwind(AssertUnwindSafe(|| process(state, &mut rq)))
         .unwrap_or_else(|_| Action::Reply(Reply::error(500, "internal error: handler panicked")));
     match action {
-        Action::Reply(r) => respond(state, rq, r, !consumed),
-        Action::ReplyUnread(r) => respond(state, rq, r, true),
+        Action::Reply(r) => respond(state, rq, r),
         Action::Wait(w) => park(state, rq, w),
         Action::Stream(s) => stream(state, rq, s),
     }
 }
 
-/// True if the request announces a body (a length above zero, or chunks).
-fn declares_body(rq: &tiny_http::Request) -> bool {
-    rq.body_length().is_some_and(|n| n > 0) || header(rq, "Transfer-Encoding").is_some()
-}
-
-fn process(state: &Arc<State>, rq: &mut tiny_http::Request, consumed: &mut bool) -> Action {
+fn process(state: &Arc<State>, rq: &mut tiny_http::Request) -> Action {
     if let Err(r) = guard(state, rq) {
         return Action::Reply(r);
     }
@@ -868,20 +800,16 @@ fn process(state: &Arc<State>, rq: &mut tiny_http::Request, consumed: &mut bool)
         body: Map::new(),
         last_event_id: header(rq, "Last-Event-ID").map(str::to_string),
     };
-    if route.takes_body() || !*consumed {
-        // Routes without a body ignore one, as the reference does, but
-        // still read it (under the same size and time limits) so the
-        // connection stays in step.
+    // Routes without a body ignore one, as the reference does; the HTTP
+    // layer discards it after the answer (or closes the connection).
+    if route.takes_body() {
         let body = match read_body(state, rq) {
             Ok(body) => body,
-            Err(r) => return Action::ReplyUnread(r),
+            Err(r) => return Action::Reply(r),
         };
-        *consumed = true;
-        if route.takes_body() {
-            match parse_body(&body) {
-                Ok(map) => call.body = map,
-                Err(msg) => return Action::Reply(Reply::error(400, msg)),
-            }
+        match parse_body(&body) {
+            Ok(map) => call.body = map,
+            Err(msg) => return Action::Reply(Reply::error(400, msg)),
         }
     }
     match api::handle(state, &route, &call) {
@@ -980,77 +908,39 @@ fn guard(state: &State, rq: &tiny_http::Request) -> std::result::Result<(), Repl
     Ok(())
 }
 
-/// Reads a POST body per spec §2.3 steps 1–3, with a time bound.
+/// Takes a POST body (spec §2.3 steps 1–3). The HTTP layer has already
+/// read it, within the size cap, on the connection's own thread (so a
+/// slow client never holds a worker), or left it unread when its declared
+/// length is over the cap.
 fn read_body(state: &State, rq: &mut tiny_http::Request) -> std::result::Result<Vec<u8>, Reply> {
-    let cap = state.config.request_cap();
-    let chunked = header(rq, "Transfer-Encoding").is_some();
-    let declared = if chunked {
-        None
-    } else {
-        let raw = header(rq, "Content-Length")
-            .unwrap_or("0")
-            .trim()
-            .to_string();
-        let n: i128 = match crate::input::py_int(&raw) {
-            Some(n) => n as i128,
-            None if raw.bytes().all(|b| b.is_ascii_digit()) && !raw.is_empty() => i128::MAX,
-            None => {
-                let err = if raw.starts_with('-') && crate::input::py_int(&raw[1..]).is_some() {
-                    "Content-Length must be >= 0"
-                } else {
-                    "Content-Length must be an integer"
-                };
-                return Err(Reply::error(400, err));
-            }
-        };
-        if n < 0 {
-            return Err(Reply::error(400, "Content-Length must be >= 0"));
-        }
-        if n > cap as i128 {
-            return Err(Reply::error(400, "request body exceeds max size"));
-        }
-        Some(n as usize)
-    };
-    let deadline = Instant::now() + state.config.io_timeout * 2;
-    let limit = declared.unwrap_or(cap + 1);
-    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(1 << 20));
-    let mut buf = [0u8; 16 * 1024];
-    let reader = rq.as_reader();
-    while body.len() < limit {
-        if Instant::now() > deadline {
-            return Err(Reply::error(408, "request body timed out"));
-        }
-        let want = buf.len().min(limit - body.len());
-        match reader.read(&mut buf[..want]) {
-            Ok(0) => break,
-            Ok(n) => body.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(Reply::error(408, "request body timed out"));
-            }
-            Err(e) => {
-                return Err(Reply::error(
-                    400,
-                    &format!("request body could not be read: {e}"),
-                ));
-            }
-        }
-    }
-    if chunked && body.len() > cap {
-        return Err(Reply::error(400, "request body exceeds max size"));
-    }
-    if let Some(n) = declared {
-        if body.len() < n {
+    use tiny_http::BodyStatus;
+    let too_big = || Reply::error(400, "request body exceeds max size");
+    match rq.body_status() {
+        BodyStatus::Complete => {}
+        BodyStatus::Unread | BodyStatus::TooLarge => return Err(too_big()),
+        BodyStatus::Truncated => {
             return Err(Reply::error(
                 400,
                 "request body is shorter than Content-Length",
             ));
         }
+        BodyStatus::Broken => {
+            return Err(Reply::error(
+                400,
+                "request body is not valid chunked encoding",
+            ));
+        }
+        BodyStatus::TimedOut => return Err(Reply::error(408, "request body timed out")),
+        BodyStatus::Busy => {
+            return Err(Reply::error(
+                503,
+                "hub is busy receiving other request bodies; retry shortly",
+            ));
+        }
+    }
+    let body = rq.take_body().unwrap_or_default();
+    if body.len() > state.config.request_cap() {
+        return Err(too_big());
     }
     Ok(body)
 }
@@ -1088,10 +978,9 @@ fn common_headers(state: &State, content_type: &str) -> Vec<tiny_http::Header> {
     .collect()
 }
 
-/// Sends a reply. When the request body was not read (`unread`), the
-/// connection is closed and tiny_http's drain of the unread body runs on
-/// a throwaway thread, so a lying client never pins a worker.
-fn respond(state: &State, rq: tiny_http::Request, reply: Reply, unread: bool) {
+/// Sends a reply (in one write; the HTTP layer adds `Connection: close`
+/// when the connection ends after it).
+fn respond(state: &State, rq: tiny_http::Request, reply: Reply) {
     let mut headers = common_headers(state, reply.content_type);
     if reply.content_type.starts_with("text/html") {
         headers.extend(header_pair(
@@ -1104,16 +993,8 @@ fn respond(state: &State, rq: tiny_http::Request, reply: Reply, unread: bool) {
     if reply.status == 405 {
         headers.extend(header_pair("Allow", "GET, POST, DELETE"));
     }
-    if unread {
-        let declared: usize = header(&rq, "Content-Length")
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        if declared > MAX_DRAIN {
-            return refuse_oversized(rq, headers, reply);
-        }
-    }
     let len = reply.body.len();
-    let response = tiny_http::Response::new(
+    let mut response = tiny_http::Response::new(
         tiny_http::StatusCode(reply.status),
         headers,
         std::io::Cursor::new(reply.body),
@@ -1121,51 +1002,16 @@ fn respond(state: &State, rq: tiny_http::Request, reply: Reply, unread: bool) {
         None,
     )
     .with_chunked_threshold(usize::MAX);
-    if !unread {
-        let _ = rq.respond(response);
-        return;
+    if reply.status == 503 && state.stopping() {
+        response = response.with_close();
     }
-    let _ = std::thread::Builder::new()
-        .name("arc-drain".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let _ = rq.respond(response);
-        });
-}
-
-/// Answers a request that declared an absurd body without ever dropping
-/// its body reader: tiny_http drains an unread body by allocating the whole
-/// declared remainder at once, which for a lie of many gigabytes would
-/// abort the process. The connection's resources are deliberately leaked
-/// instead (one descriptor and one parked tiny_http thread per such
-/// request); docs/ARCHITECTURE.md records this trade-off.
-///
-/// tiny_http's upgrade path writes no length and drops `Content-Length` and
-/// `Connection` headers, so the last header carries them on its own lines
-/// (our own constant text, never client input) so the client can finish
-/// reading and close.
-fn refuse_oversized(rq: tiny_http::Request, headers: Vec<tiny_http::Header>, reply: Reply) {
-    let mut head = tiny_http::Response::empty(tiny_http::StatusCode(reply.status));
-    for h in headers {
-        head.add_header(h);
-    }
-    let framing = format!(
-        "refused\r\nContent-Length: {}\r\nConnection: close",
-        reply.body.len()
-    );
-    if let Some(h) = header_pair("X-Arc-Body", &framing) {
-        head.add_header(h);
-    }
-    let mut stream = rq.upgrade("close", head);
-    let _ = stream.write_all(&reply.body);
-    let _ = stream.flush();
-    std::mem::forget(stream);
+    let _ = rq.respond(response);
 }
 
 fn park(state: &Arc<State>, rq: tiny_http::Request, w: api::Wait) {
     let slot = match state.reserve_parked(w.agent.as_deref()) {
         Ok(slot) => slot,
-        Err(reply) => return respond(state, rq, reply, false),
+        Err(reply) => return respond(state, rq, reply),
     };
     let st = state.clone();
     let spawned = state.pool.run(move || {
@@ -1174,7 +1020,7 @@ fn park(state: &Arc<State>, rq: tiny_http::Request, w: api::Wait) {
         // No longer parked: free the slot before answering, so a client
         // that sees the answer also sees the count go down.
         drop(slot);
-        respond(&st, rq, reply, false);
+        respond(&st, rq, reply);
     });
     if let Err(e) = spawned {
         state.log.log(&format!("cannot park a long-poll: {e}"));
@@ -1184,7 +1030,7 @@ fn park(state: &Arc<State>, rq: tiny_http::Request, w: api::Wait) {
 fn stream(state: &Arc<State>, rq: tiny_http::Request, s: crate::sse::Stream) {
     let slot = match state.reserve_parked(Some(&s.agent_id)) {
         Ok(slot) => slot,
-        Err(reply) => return respond(state, rq, reply, false),
+        Err(reply) => return respond(state, rq, reply),
     };
     let st = state.clone();
     let spawned = state.pool.run(move || {

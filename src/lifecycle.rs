@@ -232,6 +232,7 @@ fn spawn_background(cfg: &HubConfig, log: &Path) -> std::io::Result<Child> {
             "--max-waiters-per-agent",
             &cfg.max_waiters_per_agent.to_string(),
         ])
+        .args(["--max-connections", &cfg.max_connections.to_string()])
         .args(["--relay-max-wait-sec", &cfg.relay_max_wait_sec.to_string()])
         .args([
             "--relay-retention-sec",

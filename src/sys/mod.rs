@@ -7,41 +7,33 @@ On Unix this uses `libc`; on Windows it declares the handful of kernel32
 functions it needs directly, so no Windows binding crate is pulled in.
 */
 
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
-/// Applies read and write timeouts to the listening socket. Accepted
-/// connections inherit them (Linux, the BSDs and Windows copy socket
-/// options on accept), which bounds how long a slow or lying client can
-/// hold a thread in a read or a write.
-pub fn set_socket_timeouts(listener: &TcpListener, timeout: Duration) {
+/// How many client connections this process can hold open: each costs
+/// two descriptors (its read and write halves), and some are kept for the
+/// database, the relay and the log. Unbounded where descriptors are not
+/// limited this way (Windows).
+pub fn connection_budget() -> usize {
     #[cfg(unix)]
-    {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        // SAFETY: the fd stays owned by `listener`; ManuallyDrop never closes it.
-        let s = std::mem::ManuallyDrop::new(unsafe {
-            std::net::TcpStream::from_raw_fd(listener.as_raw_fd())
-        });
-        let _ = s.set_read_timeout(Some(timeout));
-        let _ = s.set_write_timeout(Some(timeout));
+    // SAFETY: plain getrlimit on a stack value.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            let soft = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+            return (soft.saturating_sub(256) / 2).max(16);
+        }
+        usize::MAX
     }
-    #[cfg(windows)]
-    {
-        use std::os::windows::io::{AsRawSocket, FromRawSocket};
-        // SAFETY: the socket stays owned by `listener`; ManuallyDrop never closes it.
-        let s = std::mem::ManuallyDrop::new(unsafe {
-            std::net::TcpStream::from_raw_socket(listener.as_raw_socket())
-        });
-        let _ = s.set_read_timeout(Some(timeout));
-        let _ = s.set_write_timeout(Some(timeout));
-    }
-    #[cfg(not(any(unix, windows)))]
-    let _ = (listener, timeout);
+    #[cfg(not(unix))]
+    usize::MAX
 }
 
 /// Raises the soft open-file limit to the hard limit (Unix), since every
-/// parked connection costs two descriptors in tiny_http.
+/// connection costs two descriptors.
 pub fn raise_fd_limit() {
     #[cfg(unix)]
     // SAFETY: plain getrlimit/setrlimit on a stack value.

@@ -95,6 +95,44 @@ impl Connection {
         }
     }
 
+    /// Applies the per-socket settings of `limits` (an addition of this
+    /// copy): read and write timeouts, and `TCP_NODELAY`, so a response
+    /// that leaves in more than one segment is never held back by Nagle's
+    /// algorithm waiting for a delayed ACK.
+    pub(crate) fn configure(&self, limits: &crate::Limits) {
+        let t = Some(limits.io_timeout);
+        match self {
+            Self::Tcp(s) => {
+                let _ = s.set_read_timeout(t);
+                let _ = s.set_write_timeout(t);
+                if limits.nodelay {
+                    let _ = s.set_nodelay(true);
+                }
+            }
+            #[cfg(unix)]
+            Self::Unix(s) => {
+                let _ = s.set_read_timeout(t);
+                let _ = s.set_write_timeout(t);
+            }
+        }
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_nonblocking(on),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+
+    pub(crate) fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_read_timeout(t),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
     pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
         match self {
             Self::Tcp(s) => s.try_clone().map(Self::from),

@@ -87,21 +87,28 @@
 //! # let response = tiny_http::Response::from_file(File::open(&Path::new("image.png")).unwrap());
 //! let _ = request.respond(response);
 //! ```
+//!
+//! # This copy
+//!
+//! This is tiny_http 0.12.0 as vendored by Arc, with the changes listed in
+//! `PATCHES.md` next to this crate's `Cargo.toml`: request heads are read
+//! with bounds and strict framing, malformed requests reach the
+//! application as [`Request::protocol_error`] instead of a silent close,
+//! each connection gets its own thread (capped by [`Limits`]), responses
+//! leave in one write with `Connection: close` echoed, and unread bodies
+//! are drained only up to a bound. TLS support was removed.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
-
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-use zeroize::Zeroizing;
 
 use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -112,24 +119,29 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use request::{ReadWrite, Request};
+pub use limits::{unavailable, Limits};
+pub use error::ProtocolError;
+pub use request::{BodyStatus, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
 mod client;
 mod common;
 mod connection;
+mod error;
+mod framing;
+mod limits;
 mod request;
 mod response;
-mod ssl;
 mod test;
 mod util;
 
 /// The main class of this library.
 ///
-/// Destroying this object will immediately close the listening socket and the reading
-///  part of all the client's connections. Requests that have already been returned by
-///  the `recv()` function will not close and the responses will be transferred to the client.
+/// Destroying this object will immediately close the listening socket and
+/// the reading part of all the client's connections. Requests that have
+/// already been returned by the `recv()` function will not close and the
+/// responses will be transferred to the client.
 pub struct Server {
     // should be false as long as the server exists
     // when set to true, all the subtasks will close within a few hundreds ms
@@ -140,6 +152,9 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // connections alive right now
+    connections: Arc<util::Counter>,
 }
 
 enum Message {
@@ -159,12 +174,7 @@ impl From<Request> for Message {
     }
 }
 
-// this trait is to make sure that Server implements Share and Send
-#[doc(hidden)]
-trait MustBeShareDummy: Sync + Send {}
-#[doc(hidden)]
-impl MustBeShareDummy for Server {}
-
+/// Iterator over received [Request] from a [Server].
 pub struct IncomingRequests<'a> {
     server: &'a Server,
 }
@@ -174,18 +184,6 @@ pub struct IncomingRequests<'a> {
 pub struct ServerConfig {
     /// The addresses to try to listen to.
     pub addr: ConfigListenAddr,
-
-    /// If `Some`, then the server will use SSL to encode the communications.
-    pub ssl: Option<SslConfig>,
-}
-
-/// Configuration of the server for SSL.
-#[derive(Debug, Clone)]
-pub struct SslConfig {
-    /// Contains the public certificate to send to clients.
-    pub certificate: Vec<u8>,
-    /// Contains the ultra-secret private key used to decode communications.
-    pub private_key: Vec<u8>,
 }
 
 impl Server {
@@ -197,168 +195,71 @@ impl Server {
     {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: None,
         })
     }
 
-    /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-    #[inline]
-    pub fn https<A>(
-        addr: A,
-        config: SslConfig,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
-    where
-        A: ToSocketAddrs,
-    {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: Some(config),
-        })
-    }
-
+    /// Shortcut for a UNIX socket server at a specific path
     #[cfg(unix)]
     #[inline]
-    /// Shortcut for a UNIX socket server at a specific path
     pub fn http_unix(
         path: &std::path::Path,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::unix_from_path(path),
-            ssl: None,
         })
     }
 
     /// Builds a new server that listens on the specified address.
     pub fn new(config: ServerConfig) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = config.addr.bind()?;
-        Self::from_listener(listener, config.ssl)
+        Self::from_listener(listener, None)
     }
 
-    /// Builds a new server using the specified TCP listener.
-    ///
-    /// This is useful if you've constructed TcpListener using some less usual method
-    /// such as from systemd. For other cases, you probably want the `new()` function.
+    /// Builds a new server using the specified TCP listener, with the
+    /// default [`Limits`]. The second argument is kept for source
+    /// compatibility with upstream, where it was the TLS configuration;
+    /// it must be `None`.
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
-        ssl_config: Option<SslConfig>,
+        tls: Option<()>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        if tls.is_some() {
+            return Err("this copy of tiny_http has no TLS support".into());
+        }
+        Self::with_limits(listener, Limits::default())
+    }
+
+    /// Builds a server on `listener` that enforces `limits`.
+    pub fn with_limits<L: Into<Listener>>(
+        listener: L,
+        limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
-        // building the "close" variable
+        let local_addr = listener.local_addr()?;
         let close_trigger = Arc::new(AtomicBool::new(false));
-
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
-        };
-
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
-
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
-
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
-        });
-
-        // result
+        let connections = Arc::new(util::Counter::default());
+        let budget = util::Budget::new(limits.body_budget);
+        let accept = Acceptor {
+            listener,
+            budget,
+            limits: Arc::new(limits),
+            close: close_trigger.clone(),
+            messages: messages.clone(),
+            connections: connections.clone(),
+        };
+        thread::Builder::new()
+            .name("http-accept".into())
+            .spawn(move || accept.run())?;
         Ok(Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            connections,
         })
     }
 
-    /// Returns an iterator for all the incoming requests.
-    ///
-    /// The iterator will return `None` if the server socket is shutdown.
+    /// Returns an iterator for all received requests.
     #[inline]
     pub fn incoming_requests(&self) -> IncomingRequests<'_> {
         IncomingRequests { server: self }
@@ -372,8 +273,7 @@ impl Server {
 
     /// Returns the number of clients currently connected to the server.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.connections.get()
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
@@ -403,12 +303,126 @@ impl Server {
         }
     }
 
-    /// Unblock thread stuck in recv() or incoming_requests().
-    /// If there are several such threads, only one is unblocked.
-    /// This method allows graceful shutdown of server.
+    /// Unblock one thread stuck in recv() or incoming_requests().
     pub fn unblock(&self) {
         self.messages.unblock();
     }
+
+    /// Stops handing out requests (an addition of this copy): returns
+    /// the requests already received but not yet taken, and from now on
+    /// every connection answers new requests itself with
+    /// `Limits::closing_response` and closes.
+    pub fn close_queue(&self) -> Vec<Request> {
+        self.messages
+            .close()
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::NewRequest(rq) => Some(rq),
+                Message::Error(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The accept loop: one thread per connection, at most
+/// `limits.max_connections` of them; past that a connection is answered
+/// with the canned overload response and closed at once. Accept errors
+/// (such as running out of descriptors) never end the loop: they are
+/// reported once through `recv()` and retried after a growing pause.
+struct Acceptor {
+    listener: Listener,
+    budget: Arc<util::Budget>,
+    limits: Arc<Limits>,
+    close: Arc<AtomicBool>,
+    messages: Arc<MessagesQueue<Message>>,
+    connections: Arc<util::Counter>,
+}
+
+impl Acceptor {
+    fn run(self) {
+        let mut backoff = Duration::from_millis(5);
+        while !self.close.load(Relaxed) {
+            match self.listener.accept() {
+                Ok((sock, _)) => {
+                    backoff = Duration::from_millis(5);
+                    if self.close.load(Relaxed) {
+                        break;
+                    }
+                    self.serve(sock);
+                }
+                Err(e) if self.close.load(Relaxed) => {
+                    let _ = e;
+                    break;
+                }
+                Err(e) => {
+                    let transient = matches!(
+                        e.kind(),
+                        IoErrorKind::ConnectionAborted
+                            | IoErrorKind::ConnectionReset
+                            | IoErrorKind::Interrupted
+                    );
+                    if !transient {
+                        if backoff == Duration::from_millis(5) {
+                            let _ = self.messages.push(e.into());
+                        }
+                        thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+    }
+
+    fn serve(&self, sock: Connection) {
+        sock.configure(&self.limits);
+        let Some(slot) = self.connections.try_acquire(self.limits.max_connections) else {
+            refuse(sock, &self.limits.overload_response);
+            return;
+        };
+        let (read_closable, write_closable) = match util::RefinedTcpStream::new(sock) {
+            Ok(halves) => halves,
+            Err(sock) => return refuse(sock, &self.limits.overload_response),
+        };
+        let limits = self.limits.clone();
+        let budget = self.budget.clone();
+        let messages = self.messages.clone();
+        // If no thread can be started, the closure (and with it the
+        // socket) is dropped: the client sees its connection closed at once.
+        let _ = thread::Builder::new()
+            .name("http-conn".into())
+            .stack_size(limits.connection_stack)
+            .spawn(move || {
+                let _slot = slot;
+                let mut client =
+                    ClientConnection::new(write_closable, read_closable, limits.clone(), budget);
+                for rq in client.by_ref() {
+                    if let Err(Message::NewRequest(rq)) = messages.push(rq.into()) {
+                        // The server is shutting down: nobody will serve it.
+                        rq.respond_raw(&limits.closing_response);
+                        break;
+                    }
+                }
+                client.linger();
+            });
+    }
+}
+
+/// Answers a connection we will not serve with `response` (a complete
+/// HTTP message) and closes it. What the client already sent is read
+/// first (without blocking) so the close sends FIN, not RST, and the
+/// client can read the answer.
+fn refuse(mut sock: Connection, response: &[u8]) {
+    let _ = sock.set_nonblocking(true);
+    let mut sink = [0u8; 16 * 1024];
+    for _ in 0..8 {
+        match sock.read(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+    let _ = sock.set_nonblocking(false);
+    let _ = sock.write_all(response);
+    let _ = sock.shutdown(Shutdown::Both);
 }
 
 impl Iterator for IncomingRequests<'_> {

@@ -1,15 +1,11 @@
-use std::io::Error as IoError;
 use std::io::{self, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
+use std::sync::Arc;
 
-use std::sync::mpsc::Sender;
-
-use crate::util::{EqualReader, FusedReader};
-use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
+use crate::util::{LengthBody, Share, Shared};
+use crate::{HTTPVersion, Header, Limits, Method, ProtocolError, Response};
 
 /// Represents an HTTP request made by a client.
 ///
@@ -36,6 +32,13 @@ use chunked_transfer::Decoder;
 ///    websockets), which indicates that this is the last request that will be received on this
 ///    connection
 ///
+/// # Malformed requests (this copy)
+///
+/// A request the server could not parse as HTTP/1.x is still handed to
+/// the application, with [`Request::protocol_error`] set, so that it gets
+/// an answer in the application's format; its method is `GET`, its path
+/// `/`, and the connection closes after the answer.
+///
 /// # Automatic cleanup
 ///
 /// If a `Request` object is destroyed without `into_writer` or `respond` being called,
@@ -56,9 +59,6 @@ pub struct Request {
 
     remote_addr: Option<SocketAddr>,
 
-    // true if HTTPS, false if HTTP
-    secure: bool,
-
     method: Method,
 
     path: String,
@@ -67,185 +67,157 @@ pub struct Request {
 
     headers: Vec<Header>,
 
+    // the declared length of an unread body, or the length of the body read
     body_length: Option<usize>,
 
-    // true if a `100 Continue` response must be sent when `as_reader()` is called
-    must_send_continue: bool,
+    // how much of the body the connection thread read
+    body_status: BodyStatus,
 
-    // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
+    // the memory budget the read body holds
+    _share: Option<Share>,
+
+    // why the head could not be parsed, if it could not
+    protocol_error: Option<ProtocolError>,
+
+    // the client said this is its last request (or speaks HTTP/1.0
+    // without keep-alive)
+    last: bool,
+
+    // an HTTP/1.0 client asked to keep the connection
+    keep_alive_10: bool,
+
+    // flags shared with the connection's thread
+    shared: Arc<Shared>,
 }
 
-struct NotifyOnDrop<R> {
-    sender: Sender<()>,
-    inner: R,
+/// What a request head gave, before its body reader is built.
+pub(crate) struct Head {
+    pub method: Method,
+    pub path: String,
+    pub version: HTTPVersion,
+    pub headers: Vec<Header>,
+    pub last: bool,
+    pub keep_alive_10: bool,
 }
 
-impl<R: Read> Read for NotifyOnDrop<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-impl<R: Write> Write for NotifyOnDrop<R> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-impl<R> Drop for NotifyOnDrop<R> {
-    fn drop(&mut self) {
-        self.sender.send(()).unwrap();
-    }
-}
-
-/// Error that can happen when building a `Request` object.
-#[derive(Debug)]
-pub enum RequestCreationError {
-    /// The client sent an `Expect` header that was not recognized by tiny-http.
-    ExpectationFailed,
-
-    /// Error while reading data from the socket during the creation of the `Request`.
-    CreationIoError(IoError),
+/// How much of a request body the connection thread read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyStatus {
+    /// All of it (or there was none).
+    Complete,
+    /// The client closed the connection inside its body.
+    Truncated,
+    /// The body did not arrive within `Limits::body_timeout`.
+    TimedOut,
+    /// A chunked body went past `Limits::max_body`.
+    TooLarge,
+    /// A chunked body that is not valid chunked encoding.
+    Broken,
+    /// No memory budget for the body could be had in time.
+    Busy,
+    /// Not read: its declared length is above `Limits::max_body`.
+    Unread,
 }
 
-impl From<IoError> for RequestCreationError {
-    fn from(err: IoError) -> RequestCreationError {
-        RequestCreationError::CreationIoError(err)
-    }
+/// The body of a new request.
+pub(crate) enum BodySource<R> {
+    /// Read already (possibly partly, per `status`).
+    Read {
+        data: Vec<u8>,
+        status: BodyStatus,
+        share: Option<Share>,
+    },
+    /// Left on the stream: `len` bytes the application may still read.
+    Unread(R, u64),
 }
 
-/// Builds a new request.
-///
-/// After the request line and headers have been read from the socket, a new `Request` object
-/// is built.
-///
-/// You must pass a `Read` that will allow the `Request` object to read from the incoming data.
-/// It is the responsibility of the `Request` to read only the data of the request and not further.
-///
-/// The `Write` object will be used by the `Request` to write the response.
-#[allow(clippy::too_many_arguments)]
-pub fn new_request<R, W>(
-    secure: bool,
-    method: Method,
-    path: String,
-    version: HTTPVersion,
-    headers: Vec<Header>,
+/// Builds a new request from a parsed head and its body.
+pub(crate) fn new_request<R, W>(
+    head: Head,
+    body: BodySource<R>,
     remote_addr: Option<SocketAddr>,
-    mut source_data: R,
     writer: W,
-) -> Result<Request, RequestCreationError>
+    shared: Arc<Shared>,
+    limits: &Limits,
+) -> Request
 where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
-    };
-
-    // true if the client sent a `Expect: 100-continue` header
-    let expects_continue = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Expect"))
-            .map(|h| h.value.as_str())
-        {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("100-continue") => true,
-            _ => return Err(RequestCreationError::ExpectationFailed),
+    let (reader, body_length, body_status, share): (Box<dyn Read + Send>, _, _, _) = match body {
+        BodySource::Read {
+            data,
+            status,
+            share,
+        } => {
+            let len = data.len();
+            (Box::new(Cursor::new(data)), Some(len), status, share)
         }
+        BodySource::Unread(source, len) => (
+            Box::new(LengthBody::new(source, len, shared.clone(), limits.drain_limit)),
+            Some(usize::try_from(len).unwrap_or(usize::MAX)),
+            BodyStatus::Unread,
+            None,
+        ),
     };
-
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
-
-    // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
-    // content-length headers
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
-        if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
-            // if the content-length is small enough, we just read everything into a buffer
-
-            let mut buffer = vec![0; content_length];
-            let mut offset = 0;
-
-            while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
-                if read == 0 {
-                    // the socket returned EOF, but we were before the expected content-length
-                    // aborting
-                    let info = "Connection has been closed before we received enough data";
-                    let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                    return Err(RequestCreationError::CreationIoError(err));
-                }
-
-                offset += read;
-            }
-
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
-        } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
-        }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
-    } else {
-        // if we have neither a Content-Length nor a Transfer-Encoding,
-        // assuming that we have no data
-        // TODO: could also be multipart/byteranges
-        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-    };
-
-    Ok(Request {
+    if !matches!(body_status, BodyStatus::Complete | BodyStatus::Unread) {
+        shared.close();
+    }
+    Request {
         data_reader: Some(reader),
-        response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
+        response_writer: Some(Box::new(writer)),
         remote_addr,
-        secure,
-        method,
-        path,
+        method: head.method,
+        path: head.path,
+        http_version: head.version,
+        headers: head.headers,
+        body_length,
+        body_status,
+        _share: share,
+        protocol_error: None,
+        last: head.last,
+        keep_alive_10: head.keep_alive_10,
+        shared,
+    }
+}
+
+/// Builds the request that carries a protocol error to the application.
+pub(crate) fn rejected<W>(
+    error: ProtocolError,
+    version: HTTPVersion,
+    headers: Vec<Header>,
+    remote_addr: Option<SocketAddr>,
+    writer: W,
+    shared: Arc<Shared>,
+) -> Request
+where
+    W: Write + Send + 'static,
+{
+    shared.close();
+    Request {
+        data_reader: Some(Box::new(io::empty())),
+        response_writer: Some(Box::new(writer)),
+        remote_addr,
+        method: Method::Get,
+        path: "/".into(),
         http_version: version,
         headers,
-        body_length: content_length,
-        must_send_continue: expects_continue,
-        notify_when_responded: None,
-    })
+        body_length: Some(0),
+        body_status: BodyStatus::Complete,
+        _share: None,
+        protocol_error: Some(error),
+        last: true,
+        keep_alive_10: false,
+        shared,
+    }
 }
 
 impl Request {
-    /// Returns true if the request was made through HTTPS.
+    /// Returns true if the request was made through HTTPS (never, in this
+    /// copy, which has no TLS).
     #[inline]
     pub fn secure(&self) -> bool {
-        self.secure
+        false
     }
 
     /// Returns the method requested by the client (eg. `GET`, `POST`, etc.).
@@ -272,107 +244,71 @@ impl Request {
         &self.http_version
     }
 
-    /// Returns the length of the body in bytes.
-    ///
-    /// Returns `None` if the length is unknown.
+    /// Returns the length of the body in bytes: the declared length of a
+    /// body left unread (see [`Request::body_status`]), else the length of
+    /// the body as read.
     #[inline]
     pub fn body_length(&self) -> Option<usize> {
         self.body_length
+    }
+
+    /// How much of the body was read before the request was handed out
+    /// (an addition of this copy). Anything but `Complete` and `Unread`
+    /// makes this the connection's last request.
+    #[inline]
+    pub fn body_status(&self) -> BodyStatus {
+        self.body_status
+    }
+
+    /// Takes the body that was read, without copying it (`None` for an
+    /// unread body, or once taken). An addition of this copy.
+    pub fn take_body(&mut self) -> Option<Vec<u8>> {
+        if self.body_status == BodyStatus::Unread {
+            return None;
+        }
+        let mut data = Vec::new();
+        self.data_reader.as_mut()?.read_to_end(&mut data).ok()?;
+        self.data_reader = Some(Box::new(io::empty()));
+        Some(data)
     }
 
     /// Returns the address of the client that sent this request.
     ///
     /// The address is always `Some` for TCP listeners, but always `None` for UNIX listeners
     /// (as the remote address of a UNIX client is almost always unnamed).
-    ///
-    /// Note that this is gathered from the socket. If you receive the request from a proxy,
-    /// this function will return the address of the proxy and not the address of the actual
-    /// user.
     #[inline]
     pub fn remote_addr(&self) -> Option<&SocketAddr> {
         self.remote_addr.as_ref()
     }
 
-    /// Sends a response with a `Connection: upgrade` header, then turns the `Request` into a `Stream`.
-    ///
-    /// The main purpose of this function is to support websockets.
-    /// If you detect that the request wants to use some kind of protocol upgrade, you can
-    ///  call this function to obtain full control of the socket stream.
-    ///
-    /// If you call this on a non-websocket request, tiny-http will wait until this `Stream` object
-    ///  is destroyed before continuing to read or write on the socket. Therefore you should always
-    ///  destroy it as soon as possible.
-    pub fn upgrade<R: Read>(
-        mut self,
-        protocol: &str,
-        response: Response<R>,
-    ) -> Box<dyn ReadWrite + Send> {
-        use crate::util::CustomStream;
-
-        response
-            .raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                false,
-                Some(protocol),
-            )
-            .ok(); // TODO: unused result
-
-        self.response_writer.as_mut().unwrap().flush().ok(); // TODO: unused result
-
-        let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
-        if let Some(sender) = self.notify_when_responded.take() {
-            let stream = NotifyOnDrop {
-                sender,
-                inner: stream,
-            };
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        } else {
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        }
+    /// Why the server could not parse this request, if it could not. Such
+    /// a request has no body; answer it (with `error.status()`), and the
+    /// connection closes after the answer.
+    #[inline]
+    pub fn protocol_error(&self) -> Option<&ProtocolError> {
+        self.protocol_error.as_ref()
     }
 
-    /// Allows to read the body of the request.
-    ///
-    /// # Example
-    ///
-    /// ```no_run
-    /// # extern crate rustc_serialize;
-    /// # extern crate tiny_http;
-    /// # use rustc_serialize::json::Json;
-    /// # use std::io::Read;
-    /// # fn get_content_type(_: &tiny_http::Request) -> &'static str { "" }
-    /// # fn main() {
-    /// # let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
-    /// let mut request = server.recv().unwrap();
-    ///
-    /// if get_content_type(&request) == "application/json" {
-    ///     let mut content = String::new();
-    ///     request.as_reader().read_to_string(&mut content).unwrap();
-    ///     let json: Json = content.parse().unwrap();
-    /// }
-    /// # }
-    /// ```
-    ///
-    /// If the client sent a `Expect: 100-continue` header with the request, calling this
-    ///  function will send back a `100 Continue` response.
+    /// True if the connection will close after this request's response
+    /// (the client asked for it, the request was malformed, or the
+    /// application called [`Request::close_connection`]).
+    pub fn closes_connection(&self) -> bool {
+        self.last || self.shared.is_closing()
+    }
+
+    /// Makes this request the connection's last: its response says
+    /// `Connection: close` and nothing more is read from the client.
+    pub fn close_connection(&mut self) {
+        self.shared.close();
+    }
+
+    /// Allows to read the body of the request. In this copy a body is
+    /// read by the connection thread before the request is handed out
+    /// (see [`Request::body_status`]), and `100 Continue` is sent then;
+    /// only a body too large to be read that way is read from the socket
+    /// here.
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
-        if self.must_send_continue {
-            let msg = Response::new_empty(StatusCode(100));
-            msg.raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                true,
-                None,
-            )
-            .ok();
-            self.response_writer.as_mut().unwrap().flush().ok();
-            self.must_send_continue = false;
-        }
-
         self.data_reader.as_mut().unwrap()
     }
 
@@ -386,65 +322,55 @@ impl Request {
     /// have been processed in parallel, the destruction of a writer will trigger
     /// the writing of the next response.
     /// Therefore you should always destroy the `Writer` as soon as possible.
+    ///
+    /// In this copy the connection carries no further request after the
+    /// writer: it closes once the writer is dropped.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
-        let writer = self.extract_writer_impl();
-        if let Some(sender) = self.notify_when_responded.take() {
-            let writer = NotifyOnDrop {
-                sender,
-                inner: writer,
-            };
-            Box::new(writer) as Box<dyn Write + Send + 'static>
-        } else {
-            writer
-        }
-    }
-
-    /// Extract the response `Writer` object from the Request, dropping this `Writer` has the same side effects
-    /// as the object returned by `into_writer` above.
-    ///
-    /// This may only be called once on a single request.
-    fn extract_writer_impl(&mut self) -> Box<dyn Write + Send + 'static> {
-        use std::mem;
-
-        assert!(self.response_writer.is_some());
-
-        let mut writer = None;
-        mem::swap(&mut self.response_writer, &mut writer);
-        writer.unwrap()
-    }
-
-    /// Extract the body `Reader` object from the Request.
-    ///
-    /// This may only be called once on a single request.
-    fn extract_reader_impl(&mut self) -> Box<dyn Read + Send + 'static> {
-        use std::mem;
-
-        assert!(self.data_reader.is_some());
-
-        let mut reader = None;
-        mem::swap(&mut self.data_reader, &mut reader);
-        reader.unwrap()
+        self.shared.close();
+        drop(self.data_reader.take());
+        self.response_writer.take().unwrap()
     }
 
     /// Sends a response to this request.
     #[inline]
-    pub fn respond<R>(mut self, response: Response<R>) -> Result<(), IoError>
+    pub fn respond<R>(mut self, response: Response<R>) -> Result<(), io::Error>
     where
         R: Read,
     {
-        let res = self.respond_impl(response);
-        if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
-        }
-        res
+        self.respond_impl(response)
     }
 
-    fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
+    /// Sends `message`, a complete HTTP response (it should say
+    /// `Connection: close`), and closes the connection after it (an
+    /// addition of this copy).
+    pub fn respond_raw(mut self, message: &[u8]) {
+        self.shared.close();
+        drop(self.data_reader.take());
+        if let Some(mut writer) = self.response_writer.take() {
+            let _ = writer.write_all(message).and_then(|_| writer.flush());
+        }
+    }
+
+    fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), io::Error>
     where
         R: Read,
     {
-        let mut writer = self.extract_writer_impl();
+        let mut writer = self.response_writer.take().unwrap();
+        if self.last || response.closes() {
+            self.shared.close();
+        }
+        // Dropping the body reader leaves its unread rest to the
+        // connection thread (or marks the connection closing); it never
+        // blocks here.
+        drop(self.data_reader.take());
+        let connection = if self.shared.is_closing() {
+            Some("close")
+        } else if self.keep_alive_10 {
+            Some("keep-alive")
+        } else {
+            None
+        };
 
         let do_not_send_body = self.method == Method::Head;
 
@@ -453,7 +379,7 @@ impl Request {
             self.http_version.clone(),
             &self.headers,
             do_not_send_body,
-            None,
+            connection,
         ))?;
 
         Self::ignore_client_closing_errors(writer.flush())
@@ -467,11 +393,6 @@ impl Request {
             ErrorKind::ConnectionReset => Ok(()),
             _ => Err(err),
         })
-    }
-
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
-        self.notify_when_responded = Some(sender);
-        self
     }
 }
 
@@ -490,18 +411,9 @@ impl Drop for Request {
         if self.response_writer.is_some() {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
-            }
         }
     }
 }
-
-/// Dummy trait that regroups the `Read` and `Write` traits.
-///
-/// Automatically implemented on all types that implement both `Read` and `Write`.
-pub trait ReadWrite: Read + Write {}
-impl<T> ReadWrite for T where T: Read + Write {}
 
 #[cfg(test)]
 mod tests {

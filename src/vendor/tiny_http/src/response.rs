@@ -1,6 +1,6 @@
 use crate::common::{HTTPVersion, Header, StatusCode};
+use crate::util::ChunkedWriter;
 use httpdate::HttpDate;
-use std::cmp::Ordering;
 use std::sync::mpsc::Receiver;
 
 use std::io::Result as IoResult;
@@ -43,6 +43,7 @@ pub struct Response<R> {
     headers: Vec<Header>,
     data_length: Option<usize>,
     chunked_threshold: Option<usize>,
+    close: bool,
 }
 
 /// A `Response` without a template parameter.
@@ -56,132 +57,56 @@ enum TransferEncoding {
     Chunked,
 }
 
-impl FromStr for TransferEncoding {
-    type Err = ();
-
-    fn from_str(input: &str) -> Result<TransferEncoding, ()> {
-        if input.eq_ignore_ascii_case("identity") {
-            Ok(TransferEncoding::Identity)
-        } else if input.eq_ignore_ascii_case("chunked") {
-            Ok(TransferEncoding::Chunked)
-        } else {
-            Err(())
-        }
-    }
-}
-
-/// Builds a Date: header with the current date.
 fn build_date_header() -> Header {
     let d = HttpDate::from(SystemTime::now());
     Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
 }
 
-fn write_message_header<W>(
-    mut writer: W,
+/// Appends the status line, the headers and the blank line to `out`.
+fn write_message_header(
+    out: &mut Vec<u8>,
     http_version: &HTTPVersion,
     status_code: &StatusCode,
     headers: &[Header],
-) -> IoResult<()>
-where
-    W: Write,
-{
-    // writing status line
-    write!(
-        &mut writer,
-        "HTTP/{}.{} {} {}\r\n",
-        http_version.0,
-        http_version.1,
-        status_code.0,
-        status_code.default_reason_phrase()
-    )?;
-
-    // writing headers
+) {
+    out.extend_from_slice(
+        format!(
+            "HTTP/{}.{} {} {}\r\n",
+            http_version.0,
+            http_version.1,
+            status_code.0,
+            status_code.default_reason_phrase()
+        )
+        .as_bytes(),
+    );
     for header in headers.iter() {
-        writer.write_all(header.field.as_str().as_ref())?;
-        write!(&mut writer, ": ")?;
-        writer.write_all(header.value.as_str().as_ref())?;
-        write!(&mut writer, "\r\n")?;
+        out.extend_from_slice(header.field.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(header.value.as_str().as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-
-    // separator between header and data
-    write!(&mut writer, "\r\n")?;
-
-    Ok(())
+    out.extend_from_slice(b"\r\n");
 }
 
+/// Chunked only for HTTP/1.1 bodies of unknown length or at least
+/// `chunked_threshold` bytes; never for statuses that have no body.
 fn choose_transfer_encoding(
     status_code: StatusCode,
-    request_headers: &[Header],
     http_version: &HTTPVersion,
     entity_length: &Option<usize>,
-    has_additional_headers: bool,
     chunked_threshold: usize,
 ) -> TransferEncoding {
-    use crate::util;
-
-    // HTTP 1.0 doesn't support other encoding
-    if *http_version <= (1, 0) {
+    if *http_version <= (1, 0) || status_code.0 < 200 || status_code.0 == 204 {
         return TransferEncoding::Identity;
     }
-
-    // Per section 3.3.1 of RFC7230:
-    // A server MUST NOT send a Transfer-Encoding header field in any response with a status code
-    // of 1xx (Informational) or 204 (No Content).
-    if status_code.0 < 200 || status_code.0 == 204 {
-        return TransferEncoding::Identity;
+    match entity_length {
+        Some(len) if *len < chunked_threshold => TransferEncoding::Identity,
+        _ => TransferEncoding::Chunked,
     }
-
-    // parsing the request's TE header
-    let user_request = request_headers
-        .iter()
-        // finding TE
-        .find(|h| h.field.equiv("TE"))
-        // getting its value
-        .map(|h| h.value.clone())
-        // getting the corresponding TransferEncoding
-        .and_then(|value| {
-            // getting list of requested elements
-            let mut parse = util::parse_header_value(value.as_str()); // TODO: remove conversion
-
-            // sorting elements by most priority
-            parse.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(Ordering::Equal));
-
-            // trying to parse each requested encoding
-            for value in parse.iter() {
-                // q=0 are ignored
-                if value.1 <= 0.0 {
-                    continue;
-                }
-
-                if let Ok(te) = TransferEncoding::from_str(value.0) {
-                    return Some(te);
-                }
-            }
-
-            // encoding not found
-            None
-        });
-
-    if let Some(user_request) = user_request {
-        return user_request;
-    }
-
-    // if we have additional headers, using chunked
-    if has_additional_headers {
-        return TransferEncoding::Chunked;
-    }
-
-    // if we don't have a Content-Length, or if the Content-Length is too big, using chunks writer
-    if entity_length
-        .as_ref()
-        .map_or(true, |val| *val >= chunked_threshold)
-    {
-        return TransferEncoding::Chunked;
-    }
-
-    // Identity by default
-    TransferEncoding::Identity
 }
+
+/// Bodies up to this size leave in the same write as the head.
+const ONE_WRITE: usize = 256 * 1024;
 
 impl<R> Response<R>
 where
@@ -206,6 +131,7 @@ where
             headers: Vec::with_capacity(16),
             data_length,
             chunked_threshold: None,
+            close: false,
         };
 
         for h in headers {
@@ -319,7 +245,20 @@ where
             status_code: self.status_code,
             data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
+    }
+
+    /// Makes the connection close after this response (an addition of
+    /// this copy): it carries `Connection: close`.
+    pub fn with_close(mut self) -> Response<R> {
+        self.close = true;
+        self
+    }
+
+    /// True if [`Response::with_close`] was called.
+    pub fn closes(&self) -> bool {
+        self.close
     }
 
     /// Prints the HTTP response to a writer.
@@ -328,25 +267,26 @@ where
     /// Therefore you shouldn't expect anything pretty-printed or even readable.
     ///
     /// The HTTP version and headers passed as arguments are used to
-    ///  decide which features (most notably, encoding) to use.
+    /// decide which features (most notably, encoding) to use.
     ///
-    /// Note: does not flush the writer.
+    /// In this copy the head and a body of up to 256 KiB leave in one
+    /// write, and `connection` (`close` or `keep-alive`), when given, is
+    /// sent as the `Connection` header.
     pub fn raw_print<W: Write>(
         mut self,
         mut writer: W,
         http_version: HTTPVersion,
         request_headers: &[Header],
         do_not_send_body: bool,
-        upgrade: Option<&str>,
+        connection: Option<&str>,
     ) -> IoResult<()> {
-        let mut transfer_encoding = Some(choose_transfer_encoding(
+        let _ = request_headers;
+        let transfer_encoding = choose_transfer_encoding(
             self.status_code,
-            request_headers,
             &http_version,
             &self.data_length,
-            false, /* TODO */
             self.chunked_threshold(),
-        ));
+        );
 
         // add `Date` if not in the headers
         if !self.headers.iter().any(|h| h.field.equiv("Date")) {
@@ -361,17 +301,10 @@ where
             );
         }
 
-        // handling upgrade
-        if let Some(upgrade) = upgrade {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()).unwrap(),
-            );
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),
-            );
-            transfer_encoding = None;
+        if let Some(value) = connection {
+            if let Ok(h) = Header::from_bytes(&b"Connection"[..], value.as_bytes()) {
+                self.headers.push(h);
+            }
         }
 
         // if the transfer encoding is identity, the content length must be known ; therefore if
@@ -380,7 +313,7 @@ where
         let (mut reader, data_length): (Box<dyn Read>, _) =
             match (self.data_length, transfer_encoding) {
                 (Some(l), _) => (Box::new(self.reader), Some(l)),
-                (None, Some(TransferEncoding::Identity)) => {
+                (None, TransferEncoding::Identity) => {
                     let mut buf = Vec::new();
                     self.reader.read_to_end(&mut buf)?;
                     let l = buf.len();
@@ -398,59 +331,39 @@ where
             };
 
         // preparing headers for transfer
-        match transfer_encoding {
-            Some(TransferEncoding::Chunked) => self
+        match (transfer_encoding, data_length) {
+            (TransferEncoding::Chunked, _) => self
                 .headers
                 .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap()),
-
-            Some(TransferEncoding::Identity) => {
-                assert!(data_length.is_some());
-                let data_length = data_length.unwrap();
-
-                self.headers.push(
-                    Header::from_bytes(
-                        &b"Content-Length"[..],
-                        format!("{}", data_length).as_bytes(),
-                    )
-                    .unwrap(),
-                )
-            }
-
-            _ => (),
+            (TransferEncoding::Identity, Some(len)) => self.headers.push(
+                Header::from_bytes(&b"Content-Length"[..], format!("{}", len).as_bytes()).unwrap(),
+            ),
+            (TransferEncoding::Identity, None) => {}
         };
 
-        // sending headers
-        write_message_header(
-            writer.by_ref(),
-            &http_version,
-            &self.status_code,
-            &self.headers,
-        )?;
+        let mut out = Vec::with_capacity(512);
+        write_message_header(&mut out, &http_version, &self.status_code, &self.headers);
 
-        // sending the body
-        if !do_not_send_body {
-            match transfer_encoding {
-                Some(TransferEncoding::Chunked) => {
-                    use chunked_transfer::Encoder;
-
-                    let mut writer = Encoder::new(writer);
+        if do_not_send_body {
+            return writer.write_all(&out);
+        }
+        match transfer_encoding {
+            TransferEncoding::Chunked => {
+                writer.write_all(&out)?;
+                let mut chunked = ChunkedWriter::new(writer);
+                io::copy(&mut reader, &mut chunked)?;
+                chunked.finish()
+            }
+            TransferEncoding::Identity => {
+                let len = data_length.unwrap_or(0);
+                (&mut reader).take(len.min(ONE_WRITE) as u64).read_to_end(&mut out)?;
+                writer.write_all(&out)?;
+                if len > ONE_WRITE {
                     io::copy(&mut reader, &mut writer)?;
                 }
-
-                Some(TransferEncoding::Identity) => {
-                    assert!(data_length.is_some());
-                    let data_length = data_length.unwrap();
-
-                    if data_length >= 1 {
-                        io::copy(&mut reader, &mut writer)?;
-                    }
-                }
-
-                _ => (),
+                Ok(())
             }
         }
-
-        Ok(())
     }
 
     /// Retrieves the current value of the `Response` status code
@@ -481,6 +394,7 @@ where
             headers: self.headers,
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 }
@@ -569,6 +483,7 @@ impl Clone for Response<io::Empty> {
             headers: self.headers.clone(),
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 }

@@ -1,4 +1,4 @@
-use crate::{request::new_request, HTTPVersion, Header, HeaderField, Method, Request};
+use crate::{request::{new_request, BodySource, BodyStatus, Head}, HTTPVersion, Header, HeaderField, Method, Request};
 use ascii::AsciiString;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -64,17 +64,27 @@ impl From<TestRequest> for Request {
                 value: AsciiString::from_ascii(mock.body.len().to_string()).unwrap(),
             });
         }
+        let head = Head {
+            method: mock.method,
+            path: mock.path,
+            version: mock.http_version,
+            headers: mock.headers,
+            last: false,
+            keep_alive_10: false,
+        };
+        let body: BodySource<std::io::Empty> = BodySource::Read {
+            data: mock.body.as_bytes().to_vec(),
+            status: BodyStatus::Complete,
+            share: None,
+        };
         new_request(
-            mock.secure,
-            mock.method,
-            mock.path,
-            mock.http_version,
-            mock.headers,
+            head,
+            body,
             Some(mock.remote_addr),
-            mock.body.as_bytes(),
             std::io::sink(),
+            std::sync::Arc::new(crate::util::Shared::default()),
+            &crate::Limits::default(),
         )
-        .unwrap()
     }
 }
 

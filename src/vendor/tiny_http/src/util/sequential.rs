@@ -73,6 +73,22 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
     }
 }
 
+fn lock<W>(m: &Mutex<W>) -> std::sync::MutexGuard<'_, W> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<W: Write + Send> SequentialWriterBuilder<W> {
+    /// Waits until every writer handed out so far is dropped (their
+    /// responses are written), then runs `f` on the inner writer (an
+    /// addition of this copy, for closing a connection cleanly).
+    pub fn finish_with<T>(&mut self, f: impl FnOnce(&mut W) -> T) -> T {
+        if let Some(rx) = self.next_trigger.take() {
+            let _ = rx.recv();
+        }
+        f(&mut lock(&self.writer))
+    }
+}
+
 impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
     type Item = SequentialReader<R>;
 
@@ -114,8 +130,16 @@ impl<R: Read + Send> Read for SequentialReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         let mut reader = match self.inner {
             SequentialReaderInner::MyTurn(ref mut reader) => return reader.read(buf),
-            SequentialReaderInner::Waiting(ref mut recv) => recv.recv().unwrap(),
-            SequentialReaderInner::Empty => unreachable!(),
+            SequentialReaderInner::Waiting(ref mut recv) => match recv.recv() {
+                Ok(reader) => reader,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "previous request vanished",
+                    ))
+                }
+            },
+            SequentialReaderInner::Empty => return Ok(0),
         };
 
         let result = reader.read(buf);
@@ -127,20 +151,20 @@ impl<R: Read + Send> Read for SequentialReader<R> {
 impl<W: Write + Send> Write for SequentialWriter<W> {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
+            let _ = v.recv();
         }
         self.trigger = None;
 
-        self.writer.lock().unwrap().write(buf)
+        lock(&self.writer).write(buf)
     }
 
     fn flush(&mut self) -> IoResult<()> {
         if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
+            let _ = v.recv();
         }
         self.trigger = None;
 
-        self.writer.lock().unwrap().flush()
+        lock(&self.writer).flush()
     }
 }
 
@@ -156,8 +180,9 @@ where
                 self.next.send(reader).ok();
             }
             SequentialReaderInner::Waiting(recv) => {
-                let reader = recv.recv().unwrap();
-                self.next.send(reader).ok();
+                if let Ok(reader) = recv.recv() {
+                    self.next.send(reader).ok();
+                }
             }
             SequentialReaderInner::Empty => (),
         }
