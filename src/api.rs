@@ -351,7 +351,8 @@ fn dispatch(s: &Arc<State>, route: &Route, c: &Call) -> Result<Outcome> {
             } else {
                 limit
             };
-            match s.store.thread_detail(tid, limit, tail)? {
+            let since = q.since_id().map_err(Error::bad)?;
+            match s.store.thread_detail(tid, since, limit, tail)? {
                 Some(d) => Reply::ok(d).into(),
                 None => return Err(Error::not_found("thread not found")),
             }
@@ -726,6 +727,8 @@ fn events(s: &State, q: &Query) -> Result<Outcome> {
         since_id: q.since_id().map_err(Error::bad)?,
         limit: q.limit(s.config.max_query_limit).map_err(Error::bad)?,
         exclude_self: q.flag("exclude_self"),
+        max_bytes: crate::store::PAGE_MAX_BYTES,
+        strict_bytes: false,
     };
     let timeout = q.timeout(s.config.max_poll_sec).map_err(Error::bad)?;
     let mut keys = vec![Key::Recipient(agent.clone())];

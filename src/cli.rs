@@ -59,6 +59,8 @@ pub struct LocateArgs {
     pub host: String,
     pub port: u16,
     pub storage: PathBuf,
+    /// `reset --force`: delete the database even while a process holds it.
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -171,6 +173,7 @@ const SWITCHES: &[(&str, &[&str])] = &[
     ("no-relay", &["*", "ensure"]),
     ("include-self", &["poll"]),
     ("from-now", &["poll"]),
+    ("force", &["reset"]),
 ];
 
 /// Everything gathered from the arguments before interpretation.
@@ -434,6 +437,7 @@ fn locate(raw: &Raw) -> Result<LocateArgs> {
         host: raw.value("host").unwrap_or("127.0.0.1").to_string(),
         port: port(raw)?,
         storage: PathBuf::from(raw.value("storage").unwrap_or("arc.sqlite3")),
+        force: raw.switch("force"),
     })
 }
 
@@ -529,7 +533,7 @@ pub fn help(topic: Option<&str>) -> String {
             "arc ensure: start a background hub unless one is already running\n\nusage: arc ensure [flags]\n\n{hub_flags}\n  --timeout SECONDS           how long to wait for readiness (default 60)\n\nPrints JSON {{running, started, url[, error]}}; exits 0 when the hub is running."
         ),
         Some("stop") => "arc stop: stop the hub found through its pidfile or --host/--port\n\nusage: arc stop [--host H] [--port P] [--storage PATH]".into(),
-        Some("reset") => "arc reset: stop the hub, then delete the database and its -wal/-shm files\n\nusage: arc reset [--host H] [--port P] [--storage PATH]".into(),
+        Some("reset") => "arc reset: stop the hub, then delete the database and its -wal/-shm files\n\nusage: arc reset [--host H] [--port P] [--storage PATH] [--force]\n\nRefuses to delete a database that another process holds open (a hub\nwithout a pidfile, say) unless --force is given.".into(),
         Some("post") => format!(
             "arc post: post one message\n\nusage: arc post --agent ID [flags] BODY\n\n{agent_flags}\n  --channel NAME              channel (default general)\n  --to AGENT                  send a direct message instead\n  --kind KIND                 one of {} (default chat)\n  --thread-id ID              thread",
             crate::wire::MESSAGE_KINDS.join(", ")

@@ -109,6 +109,8 @@ pub struct State {
     parked: Mutex<Parked>,
     /// Threads for parked long-polls and SSE streams.
     pool: Arc<crate::notify::Pool>,
+    /// What event streams may hold in memory for writing, all together.
+    pub sse_budget: Arc<crate::notify::Budget>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -173,6 +175,7 @@ impl State {
             stop: Latch::new(),
             parked: Mutex::new(Parked::default()),
             pool: crate::notify::Pool::new("arc-park", PARKED_STACK, Duration::from_secs(30)),
+            sse_budget: crate::notify::Budget::new(crate::sse::BUDGET),
         }))
     }
 
@@ -237,6 +240,7 @@ impl State {
             features: self.features(),
             message_kinds: MESSAGE_KINDS.iter().map(|s| s.to_string()).collect(),
             presence_ttl_sec: self.config.presence_ttl_sec,
+            pid: std::process::id(),
         }
     }
 
@@ -648,10 +652,7 @@ fn http_limits(state: &State) -> tiny_http::Limits {
     tiny_http::Limits {
         io_timeout: cfg.io_timeout,
         max_connections: cfg.max_connections.min(crate::sys::connection_budget()),
-        overload_response: canned_refusal(
-            state,
-            "too many connections to this hub; retry shortly",
-        ),
+        overload_response: canned_refusal(state, "too many connections to this hub; retry shortly"),
         closing_response: closing,
         max_body: cfg.request_cap() as u64,
         body_timeout: cfg.io_timeout * 2,
@@ -859,20 +860,53 @@ fn host_name(value: &str) -> String {
     }
 }
 
-/// Cross-site and remote-access checks (spec §15.4 items 25–27).
+/// Every value of a request header (case-insensitive name).
+fn headers_named<'a>(rq: &'a tiny_http::Request, name: &'a str) -> impl Iterator<Item = &'a str> {
+    rq.headers()
+        .iter()
+        .filter(move |h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+/// The origins a browser page of this hub sends.
+fn own_origins(state: &State, host: Option<&str>) -> Vec<String> {
+    let port = state.port();
+    let mut allowed = vec![
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+        format!("http://[::1]:{port}"),
+    ];
+    if port == 80 {
+        allowed.extend([
+            "http://127.0.0.1".into(),
+            "http://localhost".into(),
+            "http://[::1]".into(),
+        ]);
+    }
+    if state.allow_remote() {
+        if let Some(h) = host {
+            allowed.push(format!("http://{}", h.trim().to_ascii_lowercase()));
+        }
+    }
+    allowed
+}
+
+/// Cross-site and remote-access checks (docs/SECURITY.md): peer address
+/// when remote access is off, `Host` against DNS rebinding, every
+/// `Origin` against the hub's own, and `Sec-Fetch-Site` on requests that
+/// change state (a browser that strips `Origin` still sends it).
 fn guard(state: &State, rq: &tiny_http::Request) -> std::result::Result<(), Reply> {
     let allow_remote = state.allow_remote();
     if !allow_remote && !is_loopback_peer(rq.remote_addr()) {
         return Err(Reply::error(403, "remote access is disabled on this hub"));
     }
-    let host = header(rq, "Host");
+    let hosts: Vec<&str> = headers_named(rq, "Host").collect();
+    if hosts.len() > 1 {
+        return Err(Reply::error(400, "more than one Host header"));
+    }
+    let host = hosts.first().copied();
     if state.config.host_is_loopback() || !allow_remote {
-        let hosts = rq
-            .headers()
-            .iter()
-            .filter(|h| h.field.as_str().as_str().eq_ignore_ascii_case("Host"));
-        for h in hosts {
-            let value = h.value.as_str();
+        if let Some(value) = host {
             if !matches!(
                 host_name(value).as_str(),
                 "127.0.0.1" | "localhost" | "[::1]"
@@ -881,28 +915,23 @@ fn guard(state: &State, rq: &tiny_http::Request) -> std::result::Result<(), Repl
             }
         }
     }
-    if let Some(origin) = header(rq, "Origin") {
+    let allowed = own_origins(state, host);
+    for origin in headers_named(rq, "Origin") {
         let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
-        let port = state.port();
-        let mut allowed = vec![
-            format!("http://127.0.0.1:{port}"),
-            format!("http://localhost:{port}"),
-            format!("http://[::1]:{port}"),
-        ];
-        if port == 80 {
-            allowed.extend([
-                "http://127.0.0.1".into(),
-                "http://localhost".into(),
-                "http://[::1]".into(),
-            ]);
-        }
-        if allow_remote {
-            if let Some(h) = host {
-                allowed.push(format!("http://{}", h.trim().to_ascii_lowercase()));
-            }
-        }
         if !allowed.contains(&origin) {
             return Err(Reply::error(403, "cross-origin requests are not allowed"));
+        }
+    }
+    let changes_state = !matches!(
+        rq.method(),
+        tiny_http::Method::Get | tiny_http::Method::Head
+    );
+    if changes_state {
+        for site in headers_named(rq, "Sec-Fetch-Site") {
+            let site = site.trim().to_ascii_lowercase();
+            if site != "same-origin" && site != "none" {
+                return Err(Reply::error(403, "cross-site requests are not allowed"));
+            }
         }
     }
     Ok(())

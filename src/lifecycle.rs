@@ -1,12 +1,19 @@
 /*!
-`arc ensure`, `arc stop` and `arc reset` (spec §11.3–11.6, with §15.6).
+`arc ensure`, `arc stop` and `arc reset` (docs/PROTOCOL.md, "CLI").
 
 Finding a hub: a pidfile is trusted only if its hub answers `/v1/hub-info`
 and either serves the requested database or listens on the requested port
-(the reference trusted the first parseable pidfile up the directory tree,
-item 36). Stopping asks the hub itself (`POST /v1/shutdown {"delay_sec":0}`)
-and waits for it to exit; a signal is only a fallback, and only to a pid
-whose pidfile was verified (item 37).
+(the reference trusted the first parseable pidfile up the directory tree).
+Its pid is trusted only if the hub itself reports that pid in hub-info
+(or, for a hub that reports none, if that process is seen listening on
+the port): a pidfile whose pid now belongs to some other process is
+stale, and is said to be. Stopping asks the hub itself
+(`POST /v1/shutdown {"delay_sec":0}`) and waits for it to exit; a signal
+is only a fallback, only to a verified pid, checked again (same process
+start time, still listening) right before it is sent.
+
+`arc reset` deletes the database only when no other process holds it
+open, unless `--force`.
 */
 
 use std::path::{Path, PathBuf};
@@ -25,8 +32,12 @@ use crate::wire::{EnsureResult, ResetResult, StopResult};
 pub enum Probe {
     /// Nothing listens there.
     Down,
-    /// An Arc hub serving this (resolved) database path.
-    Hub { storage_path: String },
+    /// An Arc hub serving this (resolved) database path, with the pid it
+    /// reports (the Python reference reports none).
+    Hub {
+        storage_path: String,
+        pid: Option<u32>,
+    },
     /// Something that is not an Arc hub.
     Other(String),
 }
@@ -51,6 +62,10 @@ pub fn probe(url: &str) -> Probe {
                             .as_str()
                             .unwrap_or_default()
                             .to_string(),
+                        pid: v["result"]["pid"]
+                            .as_u64()
+                            .and_then(|p| u32::try_from(p).ok())
+                            .filter(|p| *p > 0),
                     }
                 }
                 _ => Probe::Other(format!("HTTP {}", r.status)),
@@ -63,13 +78,47 @@ pub fn probe(url: &str) -> Probe {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Found {
     pub url: String,
+    /// A pidfile whose hub answered and whose pid is that hub's process.
     pub pidfile: Option<(PathBuf, PidInfo)>,
+    /// When the pid was verified: the process's start time (Linux), so a
+    /// pid reused since then is never signalled.
+    pub started: Option<u64>,
     pub storage_path: String,
+    /// A pidfile that led to this hub but names another process.
+    pub stale: Option<(PathBuf, PidInfo, String)>,
 }
 
 /// The resolved form of a storage path, as hub-info reports it.
 fn requested_storage(storage: &Path) -> Result<String> {
     Ok(paths::display_resolved(&paths::absolute(storage)?))
+}
+
+/// Whether a pidfile's pid is the process of the hub that answered on
+/// its URL: the hub says so in hub-info, or (for a hub that reports no
+/// pid) the process is seen listening on the pidfile's port. `Err` says
+/// why not.
+fn verify_pid(info: &PidInfo, reported: Option<u32>) -> std::result::Result<(), String> {
+    if !crate::sys::pid_alive(info.pid) {
+        return Err(format!("pid {} is not running", info.pid));
+    }
+    match reported {
+        Some(p) if p == info.pid => Ok(()),
+        Some(p) => Err(format!(
+            "pid {} is not the hub (the hub at {} is pid {p})",
+            info.pid, info.url
+        )),
+        None => match crate::sys::process_listens_on(info.pid, info.port) {
+            Some(true) => Ok(()),
+            Some(false) => Err(format!(
+                "pid {} does not listen on port {}",
+                info.pid, info.port
+            )),
+            None => Err(format!(
+                "pid {} cannot be verified on this system",
+                info.pid
+            )),
+        },
+    }
 }
 
 /// Finds the hub for `host`/`port`/`storage`: a verified pidfile first,
@@ -82,23 +131,37 @@ pub fn find(host: &str, port: u16, storage: &Path) -> Result<Option<Found>> {
         let Some(info) = paths::read_pidfile(&candidate) else {
             continue;
         };
-        if let Probe::Hub { storage_path } = probe(&info.url) {
-            if storage_path == wanted || (port != 0 && info.port == port) {
-                return Ok(Some(Found {
-                    url: info.url.clone(),
-                    pidfile: Some((candidate, info)),
-                    storage_path,
-                }));
-            }
+        let Probe::Hub { storage_path, pid } = probe(&info.url) else {
+            continue;
+        };
+        if storage_path != wanted && (port == 0 || info.port != port) {
+            continue;
         }
+        let mut found = Found {
+            url: info.url.clone(),
+            pidfile: None,
+            started: None,
+            storage_path,
+            stale: None,
+        };
+        match verify_pid(&info, pid) {
+            Ok(()) => {
+                found.started = crate::sys::process_start_time(info.pid);
+                found.pidfile = Some((candidate, info));
+            }
+            Err(why) => found.stale = Some((candidate, info, why)),
+        }
+        return Ok(Some(found));
     }
     if port != 0 {
         let base = config::client_url(host, port);
-        if let Probe::Hub { storage_path } = probe(&base) {
+        if let Probe::Hub { storage_path, .. } = probe(&base) {
             return Ok(Some(Found {
                 url: base,
                 pidfile: None,
+                started: None,
                 storage_path,
+                stale: None,
             }));
         }
     }
@@ -275,61 +338,93 @@ pub fn stop(args: &LocateArgs) -> Result<StopResult> {
             pid: None,
             url: None,
             error: Some("no running hub found".into()),
+            note: None,
         });
     };
     let pid = found.pidfile.as_ref().map(|(_, info)| info.pid);
+    let note = found.stale.as_ref().map(|(path, _, why)| {
+        format!(
+            "stale pidfile {}: {why}; it was not used to signal anything",
+            path.display()
+        )
+    });
+    let result = |stopped: bool, error: Option<String>| StopResult {
+        stopped,
+        pid,
+        url: Some(found.url.clone()),
+        error,
+        note: note.clone(),
+    };
     let asked = ask_to_stop(&found.url);
-    let gone = wait_gone(&found, Duration::from_secs(15));
-    if gone {
-        if let Some((path, info)) = &found.pidfile {
-            // A hub that stopped gracefully removed its own pidfile.
-            if paths::read_pidfile(path).as_ref() == Some(info) {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-        return Ok(StopResult {
-            stopped: true,
-            pid,
-            url: Some(found.url),
-            error: None,
-        });
+    if wait_gone(&found, Duration::from_secs(15)) {
+        forget_pidfiles(&found);
+        return Ok(result(true, None));
     }
-    // Fallback: signal, but only a pid whose pidfile we verified above.
-    match &found.pidfile {
-        Some((path, info)) if crate::sys::pid_alive(info.pid) => {
-            if let Err(e) = crate::sys::terminate(info.pid) {
-                return Ok(StopResult {
-                    stopped: false,
-                    pid: Some(info.pid),
-                    url: Some(found.url),
-                    error: Some(format!("failed to stop pid {}: {e}", info.pid)),
-                });
-            }
-            if wait_gone(&found, Duration::from_secs(10)) {
-                let _ = std::fs::remove_file(path);
-                return Ok(StopResult {
-                    stopped: true,
-                    pid,
-                    url: Some(found.url),
-                    error: None,
-                });
-            }
-            Ok(StopResult {
-                stopped: false,
-                pid,
-                url: Some(found.url),
-                error: Some(format!("pid {} did not exit", info.pid)),
-            })
-        }
-        _ => Ok(StopResult {
-            stopped: false,
-            pid,
-            url: Some(found.url),
-            error: Some(match asked {
+    // Fallback: signal, but only the pid verified above, and only if it
+    // is still that same process listening on that port.
+    let Some((_, info)) = &found.pidfile else {
+        return Ok(result(
+            false,
+            Some(match asked {
                 Ok(()) => "hub did not stop in time".into(),
                 Err(e) => format!("hub is responding but could not be asked to stop: {e}"),
             }),
-        }),
+        ));
+    };
+    if let Err(why) = still_the_hub(&found, info) {
+        return Ok(result(
+            false,
+            Some(format!(
+                "hub did not stop in time, and {why}: not signalled"
+            )),
+        ));
+    }
+    if let Err(e) = crate::sys::terminate(info.pid) {
+        return Ok(result(
+            false,
+            Some(format!("failed to stop pid {}: {e}", info.pid)),
+        ));
+    }
+    if wait_gone(&found, Duration::from_secs(10)) {
+        forget_pidfiles(&found);
+        return Ok(result(true, None));
+    }
+    Ok(result(
+        false,
+        Some(format!("pid {} did not exit", info.pid)),
+    ))
+}
+
+/// Checks, right before a signal, that the verified pid is still the
+/// process that was verified.
+fn still_the_hub(found: &Found, info: &PidInfo) -> std::result::Result<(), String> {
+    if !crate::sys::pid_alive(info.pid) {
+        return Err(format!("pid {} is gone", info.pid));
+    }
+    if found.started.is_some() && crate::sys::process_start_time(info.pid) != found.started {
+        return Err(format!("pid {} is now another process", info.pid));
+    }
+    if crate::sys::process_listens_on(info.pid, info.port) == Some(false) {
+        return Err(format!(
+            "pid {} no longer listens on port {}",
+            info.pid, info.port
+        ));
+    }
+    Ok(())
+}
+
+/// Removes the pidfiles that led to a stopped hub, if they still say what
+/// they said (a hub that stopped gracefully removed its own already).
+fn forget_pidfiles(found: &Found) {
+    let files = found
+        .pidfile
+        .iter()
+        .map(|(p, i)| (p, i))
+        .chain(found.stale.iter().map(|(p, i, _)| (p, i)));
+    for (path, info) in files {
+        if paths::read_pidfile(path).as_ref() == Some(info) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -367,15 +462,16 @@ fn ask_to_stop(url: &str) -> std::result::Result<(), String> {
     }
 }
 
-/// Waits until the hub's process has exited (when its pid is known) and
-/// its URL no longer answers.
+/// Waits until the hub's process has exited (when its pid was verified)
+/// and its URL no longer answers.
 fn wait_gone(found: &Found, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
-        let pid_gone = found
-            .pidfile
-            .as_ref()
-            .is_none_or(|(_, i)| !crate::sys::pid_alive(i.pid));
+        let pid_gone = found.pidfile.as_ref().is_none_or(|(_, i)| {
+            !crate::sys::pid_alive(i.pid)
+                || (found.started.is_some()
+                    && crate::sys::process_start_time(i.pid) != found.started)
+        });
         if pid_gone && probe(&found.url) == Probe::Down {
             return true;
         }
@@ -386,20 +482,58 @@ fn wait_gone(found: &Found, limit: Duration) -> bool {
     }
 }
 
-/// `arc reset`: stop, then delete the database and its WAL files.
+/// Waits (up to 5 s, for a hub that is still exiting) until no other
+/// process holds the database open; otherwise says who does.
+fn wait_unheld(db: &Path) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        let mut pids = crate::sys::processes_holding(db);
+        pids.extend(crate::sys::processes_holding(Path::new(&wal)));
+        pids.sort_unstable();
+        pids.dedup();
+        let shm = crate::sys::sqlite_shm_in_use(db) == Some(true);
+        if pids.is_empty() && !shm {
+            return None;
+        }
+        if Instant::now() >= deadline {
+            let who = if pids.is_empty() {
+                "another process".to_string()
+            } else {
+                let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+                format!("pid {}", list.join(", "))
+            };
+            return Some(format!(
+                "database {} is still open in {who} (a hub without a pidfile?); stop it first, or pass --force",
+                db.display()
+            ));
+        }
+        crate::notify::pause(Duration::from_millis(100));
+    }
+}
+
+/// `arc reset`: stop, then delete the database and its WAL files, unless
+/// another process still holds the database open (without `--force`).
 pub fn reset(args: &LocateArgs) -> Result<ResetResult> {
+    let refuse = |error: String| ResetResult {
+        reset: false,
+        removed: None,
+        note: None,
+        error: Some(error),
+    };
     if find(&args.host, args.port, &args.storage)?.is_some() {
         let s = stop(args)?;
         if !s.stopped {
-            return Ok(ResetResult {
-                reset: false,
-                removed: None,
-                note: None,
-                error: Some(format!(
-                    "could not stop running hub: {}",
-                    s.error.unwrap_or_default()
-                )),
-            });
+            return Ok(refuse(format!(
+                "could not stop running hub: {}",
+                s.error.unwrap_or_default()
+            )));
+        }
+    }
+    if !args.force {
+        if let Some(holder) = wait_unheld(&paths::absolute(&args.storage)?) {
+            return Ok(refuse(holder));
         }
     }
     let db = paths::absolute(&args.storage)?;

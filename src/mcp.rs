@@ -132,38 +132,93 @@ pub fn run_stdio(args: &AgentArgs) -> Result<()> {
             None => args.base_url.clone(),
         }
     ));
-    run(&shared, std::io::stdin().lock())
+    run(&shared, std::io::BufReader::new(std::io::stdin()))
 }
 
 /// Runs the protocol loop over `reader` and `writer` for `client`'s agent
 /// until `reader` reaches EOF (or `writer` fails), then closes the session.
 pub fn serve<R, W>(reader: R, writer: W, client: Client, opts: Options) -> Result<()>
 where
-    R: BufRead,
+    R: BufRead + Send + 'static,
     W: Write + Send + 'static,
 {
     run(&Shared::new(client, opts, Box::new(writer)), reader)
 }
 
-fn run<R: BufRead>(shared: &Arc<Shared>, mut reader: R) -> Result<()> {
+/// What the loop waits for: input from the reader thread, or the answer
+/// of the request being handled on a call thread.
+enum Event {
+    Input(std::io::Result<Incoming>),
+    Done(Option<Value>),
+}
+
+/// The protocol loop. Input is read on its own thread and requests are
+/// handled one at a time on a call thread, so this loop always sees EOF:
+/// once stdin closes, what is still queued or in flight gets at most
+/// [`Options::exit_grace`], then the loop stops (a tool call that waits
+/// for a long time is abandoned; it writes nothing once stopped).
+fn run<R: BufRead + Send + 'static>(shared: &Arc<Shared>, mut reader: R) -> Result<()> {
     let helpers = [
         spawn("arc-mcp-keepalive", shared, Shared::keepalive_loop)?,
         spawn("arc-mcp-push", shared, Shared::push_loop)?,
     ];
+    let (tx, rx) = std::sync::mpsc::channel::<Event>();
+    {
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name("arc-mcp-stdin".into())
+            .spawn(move || {
+                loop {
+                    let item = read_message(&mut reader);
+                    let last = !matches!(item, Ok(Incoming::Message(..)) | Ok(Incoming::Bad(..)));
+                    if tx.send(Event::Input(item)).is_err() || last {
+                        return;
+                    }
+                }
+            })?;
+    }
+    let mut queue: std::collections::VecDeque<Vec<u8>> = Default::default();
+    let mut busy = false;
+    let mut eof_at: Option<Instant> = None;
     let outcome = loop {
-        let incoming = match read_message(&mut reader) {
-            Ok(i) => i,
-            Err(e) => break Err(Error::Io(e)),
-        };
-        let reply = match incoming {
-            Incoming::Eof => break Ok(()),
-            Incoming::Message(bytes, framing) => {
-                shared.set_framing(framing);
-                shared.handle_bytes(&bytes)
+        if eof_at.is_some() && !busy && queue.is_empty() {
+            break Ok(());
+        }
+        let event = match eof_at {
+            None => rx.recv().ok(),
+            Some(t) => {
+                let left = (t + shared.opts.exit_grace).saturating_duration_since(Instant::now());
+                rx.recv_timeout(left).ok()
             }
-            Incoming::Bad(message, framing) => {
+        };
+        let Some(event) = event else {
+            if busy {
+                shared.log("stdin closed while a request was in flight; stopping");
+            }
+            break Ok(());
+        };
+        let reply = match event {
+            Event::Input(Ok(Incoming::Message(bytes, framing))) => {
+                shared.set_framing(framing);
+                queue.push_back(bytes);
+                None
+            }
+            Event::Input(Ok(Incoming::Bad(message, framing))) => {
                 shared.set_framing(framing);
                 Some(error_reply(Value::Null, PARSE_ERROR, &message))
+            }
+            Event::Input(Ok(Incoming::Eof)) => {
+                eof_at = Some(Instant::now());
+                None
+            }
+            Event::Input(Err(e)) => {
+                shared.log(&format!("stdin: {e}"));
+                eof_at = Some(Instant::now());
+                None
+            }
+            Event::Done(reply) => {
+                busy = false;
+                reply
             }
         };
         if let Some(reply) = reply {
@@ -172,15 +227,31 @@ fn run<R: BufRead>(shared: &Arc<Shared>, mut reader: R) -> Result<()> {
                 break Ok(());
             }
         }
+        if !busy {
+            if let Some(bytes) = queue.pop_front() {
+                busy = true;
+                let (sh, tx) = (shared.clone(), tx.clone());
+                std::thread::Builder::new()
+                    .name("arc-mcp-call".into())
+                    .spawn(move || {
+                        let reply = catch_unwind(AssertUnwindSafe(|| sh.handle_bytes(&bytes)))
+                            .unwrap_or_else(|_| {
+                                Some(error_reply(
+                                    Value::Null,
+                                    INTERNAL_ERROR,
+                                    "internal error: request handler panicked",
+                                ))
+                            });
+                        let _ = tx.send(Event::Done(reply));
+                    })?;
+            }
+        }
     };
     shared.stop();
     shared.close_session();
     let deadline = Instant::now() + shared.opts.exit_grace;
     for h in helpers {
         join_until(h, deadline);
-    }
-    if let Err(e) = &outcome {
-        shared.log(&format!("stdin: {e}"));
     }
     outcome
 }

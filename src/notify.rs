@@ -482,6 +482,92 @@ impl<T> Queue<T> {
     }
 }
 
+/// Bytes shared by many threads (for example, what all event streams
+/// may hold in memory at once): [`Budget::acquire`] parks until enough is
+/// free or a deadline passes.
+pub struct Budget {
+    used: Mutex<usize>,
+    cv: Condvar,
+    max: usize,
+}
+
+/// Bytes taken from a [`Budget`], given back when dropped.
+pub struct Grant {
+    budget: Arc<Budget>,
+    n: usize,
+}
+
+impl Budget {
+    pub fn new(max: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            used: Mutex::new(0),
+            cv: Condvar::new(),
+            max,
+        })
+    }
+
+    /// Takes `n` bytes, parking until `deadline` for them to be free. A
+    /// request larger than the whole budget is granted when nothing else
+    /// is held, so it cannot starve.
+    pub fn acquire(self: &Arc<Self>, n: usize, deadline: Instant) -> Option<Grant> {
+        let mut used = lock(&self.used);
+        loop {
+            if *used == 0 || *used + n <= self.max {
+                *used += n;
+                return Some(Grant {
+                    budget: self.clone(),
+                    n,
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            used = self
+                .cv
+                .wait_timeout(used, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Bytes held right now.
+    pub fn used(&self) -> usize {
+        *lock(&self.used)
+    }
+}
+
+impl Grant {
+    /// How many bytes this grant holds.
+    pub fn size(&self) -> usize {
+        self.n
+    }
+
+    /// Grows the grant to `n` bytes (parking as [`Budget::acquire`] does).
+    pub fn grow_to(&mut self, n: usize, deadline: Instant) -> bool {
+        if n <= self.n {
+            return true;
+        }
+        match self.budget.acquire(n - self.n, deadline) {
+            Some(extra) => {
+                self.n += extra.n;
+                std::mem::forget(extra);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        let mut used = lock(&self.budget.used);
+        *used = used.saturating_sub(self.n);
+        drop(used);
+        self.budget.cv.notify_all();
+    }
+}
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// An elastic pool of small-stack threads for work that blocks for long
@@ -753,6 +839,29 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(pool.threads(), 0);
+    }
+
+    #[test]
+    fn a_budget_parks_until_bytes_are_given_back() {
+        let b = Budget::new(100);
+        let soon = || Instant::now() + Duration::from_millis(20);
+        let a = b.acquire(70, soon()).unwrap();
+        assert!(b.acquire(40, soon()).is_none(), "over budget");
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || {
+            b2.acquire(40, Instant::now() + Duration::from_secs(10))
+                .map(|g| g.size())
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        drop(a);
+        assert_eq!(t.join().unwrap(), Some(40));
+        assert_eq!(b.used(), 0);
+        let mut g = b.acquire(10, soon()).unwrap();
+        assert!(g.grow_to(90, soon()));
+        assert_eq!(b.used(), 90);
+        // One request larger than the whole budget fits when alone.
+        drop(g);
+        assert!(b.acquire(1000, soon()).is_some());
     }
 
     #[test]

@@ -21,6 +21,16 @@ use crate::store::EventQuery;
 /// Rows fetched per query while catching up on a backlog.
 const BATCH: i64 = 500;
 
+/// Bytes one stream may hold for one write: its events are fetched only
+/// after this much of the hub-wide [`State::sse_budget`] is granted, so
+/// however many peers stop reading, what streams hold in memory stays
+/// within that budget. A message larger than this waits for a grant of
+/// its own size.
+const GRANT: usize = 64 * 1024;
+
+/// What all streams together may hold in memory for writing.
+pub const BUDGET: usize = 32 * 1024 * 1024;
+
 /// How soon a query that found the database busy is tried again.
 const BUSY_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -86,12 +96,18 @@ struct Framer {
 }
 
 impl Framer {
+    /// Writes one payload in one write (a peer that stops reading makes
+    /// it fail after the socket's write timeout, which ends the stream).
     fn send(&mut self, payload: &str) -> std::io::Result<()> {
         if payload.is_empty() {
             return Ok(());
         }
         if self.chunked {
-            write!(self.out, "{:x}\r\n{payload}\r\n", payload.len())?;
+            let mut chunk = format!("{:x}\r\n", payload.len()).into_bytes();
+            chunk.reserve(payload.len() + 2);
+            chunk.extend_from_slice(payload.as_bytes());
+            chunk.extend_from_slice(b"\r\n");
+            self.out.write_all(&chunk)?;
         } else {
             self.out.write_all(payload.as_bytes())?;
         }
@@ -103,6 +119,59 @@ impl Framer {
             let _ = self.out.write_all(b"0\r\n\r\n");
         }
         let _ = self.out.flush();
+    }
+}
+
+/// Why [`send_backlog`] could not send.
+enum Stop {
+    /// The database was busy: try again soon.
+    Busy,
+    /// The peer is gone, too slow, or the hub has no room: end the stream
+    /// (the client resumes with `Last-Event-ID`).
+    End,
+}
+
+/// Sends one page of the events after the cursor, within a grant of the
+/// hub's stream budget. True if something was sent.
+fn send_backlog(s: &State, st: &mut Stream, f: &mut Framer) -> std::result::Result<bool, Stop> {
+    let deadline = Instant::now() + s.config.io_timeout;
+    let mut grant = s.sse_budget.acquire(GRANT, deadline).ok_or(Stop::End)?;
+    loop {
+        let q = EventQuery {
+            agent_id: st.agent_id.clone(),
+            channels: st.channels.clone(),
+            thread_id: None,
+            since_id: st.cursor,
+            limit: BATCH,
+            exclude_self: st.exclude_self,
+            max_bytes: grant.size(),
+            strict_bytes: true,
+        };
+        let page = match s.store.events_page(&q, true) {
+            Ok(page) => page,
+            Err(e) if e.is_busy() => return Err(Stop::Busy),
+            Err(_) => return Err(Stop::End),
+        };
+        if let Some(needed) = page.blocked_by {
+            // One message larger than the grant: wait for room for it.
+            if !grant.grow_to(needed, deadline) {
+                return Err(Stop::End);
+            }
+            continue;
+        }
+        if page.rows.is_empty() {
+            return Ok(false);
+        }
+        let mut payload = String::new();
+        for m in &page.rows {
+            let json = serde_json::to_string(m).unwrap_or_default();
+            payload.push_str(&format!("id: {}\ndata: {json}\n\n", m.id));
+            st.cursor = st.cursor.max(m.id);
+        }
+        return match f.send(&payload) {
+            Ok(()) => Ok(true),
+            Err(_) => Err(Stop::End),
+        };
     }
 }
 
@@ -136,36 +205,14 @@ pub fn run(s: &State, mut st: Stream, out: Box<dyn Write + Send>, http10: bool) 
     let mut retry_at: Option<Instant>;
     loop {
         retry_at = None;
-        let q = EventQuery {
-            agent_id: st.agent_id.clone(),
-            channels: st.channels.clone(),
-            thread_id: None,
-            since_id: st.cursor,
-            limit: BATCH,
-            exclude_self: st.exclude_self,
-        };
-        let rows = match s.store.events(&q) {
-            Ok(rows) => rows,
-            Err(e) if e.is_busy() => {
-                retry_at = Some(Instant::now() + BUSY_RETRY);
-                Vec::new()
+        match send_backlog(s, &mut st, &mut f) {
+            Ok(true) => {
+                next_beat = Instant::now() + s.config.sse_keepalive;
+                continue; // more may follow: fetch again before parking
             }
-            Err(_) => break,
-        };
-        if !rows.is_empty() {
-            let mut payload = String::new();
-            for m in &rows {
-                let json = serde_json::to_string(m).unwrap_or_default();
-                payload.push_str(&format!("id: {}\ndata: {json}\n\n", m.id));
-                st.cursor = st.cursor.max(m.id);
-            }
-            if f.send(&payload).is_err() {
-                return;
-            }
-            next_beat = Instant::now() + s.config.sse_keepalive;
-            if rows.len() as i64 == BATCH {
-                continue;
-            }
+            Ok(false) => {}
+            Err(Stop::Busy) => retry_at = Some(Instant::now() + BUSY_RETRY),
+            Err(Stop::End) => break,
         }
         loop {
             let until = next_beat.min(next_touch);

@@ -150,8 +150,16 @@ impl Posted {
 struct Recent {
     from: i64,
     msgs: std::collections::VecDeque<Message>,
+    /// `approx_size` of each message in `msgs`, computed once.
+    sizes: std::collections::VecDeque<usize>,
     bytes: usize,
 }
+
+/// Most message data one page carries (an answer to `GET /v1/messages`,
+/// `/v1/events`, `/v1/inbox` or one SSE batch): pages are cut at
+/// `limit` messages or at about this many bytes, whichever comes first,
+/// and always hold at least one message (docs/PROTOCOL.md, "Pages").
+pub const PAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// Bounds of the in-memory tail.
 const RECENT_MAX_MSGS: usize = 4096;
@@ -181,13 +189,15 @@ impl Recent {
             };
         }
         for m in fresh {
-            self.bytes += approx_size(m);
+            let size = approx_size(m);
+            self.bytes += size;
+            self.sizes.push_back(size);
             self.msgs.push_back(m.clone());
         }
         while self.msgs.len() > RECENT_MAX_MSGS || self.bytes > RECENT_MAX_BYTES {
             match self.msgs.pop_front() {
                 Some(old) => {
-                    self.bytes -= approx_size(&old);
+                    self.bytes -= self.sizes.pop_front().unwrap_or(0);
                     self.from = old.id;
                 }
                 None => break,
@@ -213,25 +223,78 @@ impl Recent {
         self.extend(rest);
     }
 
-    /// Messages after `since` matching `keep`, if the tail covers `since`.
-    fn after(
-        &self,
-        since: i64,
-        limit: i64,
-        keep: impl Fn(&Message) -> bool,
-    ) -> Option<Vec<Message>> {
+    /// Messages after `since` matching `keep` (one page: at most `limit`
+    /// and about [`PAGE_MAX_BYTES`]), if the tail covers `since`.
+    fn after(&self, since: i64, mut page: Page, keep: impl Fn(&Message) -> bool) -> Option<Page> {
         if since < self.from {
             return None;
         }
         let start = self.msgs.partition_point(|m| m.id <= since);
-        Some(
-            self.msgs
-                .range(start..)
-                .filter(|m| keep(m))
-                .take(usize::try_from(limit).unwrap_or(usize::MAX))
-                .cloned()
-                .collect(),
-        )
+        for (m, size) in self.msgs.range(start..).zip(self.sizes.range(start..)) {
+            if keep(m) && !page.push(m.clone(), *size) {
+                break;
+            }
+        }
+        Some(page)
+    }
+}
+
+/// A page of messages being filled: stops at `limit` rows or once the
+/// next row would pass [`PAGE_MAX_BYTES`] (never before the first row).
+struct Page {
+    rows: Vec<Message>,
+    limit: usize,
+    bytes: usize,
+    max_bytes: usize,
+    strict: bool,
+    blocked_by: Option<usize>,
+}
+
+impl Page {
+    fn new(limit: i64, max_bytes: usize) -> Page {
+        Page {
+            rows: Vec::new(),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            bytes: 0,
+            max_bytes,
+            strict: false,
+            blocked_by: None,
+        }
+    }
+
+    fn strict(mut self, on: bool) -> Page {
+        self.strict = on;
+        self
+    }
+
+    /// True if a message of `size` bytes fits (checked before the message
+    /// is even built); false once the page is full.
+    fn fits(&mut self, size: usize) -> bool {
+        if self.rows.len() >= self.limit {
+            return false;
+        }
+        if self.bytes + size <= self.max_bytes {
+            return true;
+        }
+        if self.rows.is_empty() {
+            if self.strict {
+                self.blocked_by = Some(size);
+                return false;
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Adds `m` if it fits; false once the page is full (and `m` was not
+    /// added).
+    fn push(&mut self, m: Message, size: usize) -> bool {
+        if !self.fits(size) {
+            return false;
+        }
+        self.bytes += size;
+        self.rows.push(m);
+        true
     }
 }
 
@@ -261,9 +324,63 @@ fn may_still_change(m: &Message) -> bool {
 
 type Hook = Box<dyn Fn(&Committed) + Send + Sync>;
 
+/// The files a store opened, by identity, so it can tell when they are
+/// deleted or replaced under it: a hub writing on into a deleted file
+/// would acknowledge messages that no restart will find.
+#[derive(Debug)]
+struct Files {
+    db: std::path::PathBuf,
+    db_id: Option<(u64, u64)>,
+    wal: std::path::PathBuf,
+    wal_id: Option<(u64, u64)>,
+    /// Set once a change was seen: every later write is refused.
+    lost: std::sync::atomic::AtomicBool,
+}
+
+impl Files {
+    fn of(db: &Path) -> Files {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::path::PathBuf::from(wal);
+        Files {
+            db_id: crate::sys::file_identity(db),
+            wal_id: crate::sys::file_identity(&wal),
+            db: db.to_path_buf(),
+            wal,
+            lost: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Fails (for good) once the database or its WAL is no longer the
+    /// file that was opened; true if this call is the one that noticed.
+    fn check(&self) -> std::result::Result<(), bool> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(false);
+        }
+        let same = crate::sys::file_identity(&self.db) == self.db_id
+            && (self.wal_id.is_none() || crate::sys::file_identity(&self.wal) == self.wal_id);
+        if same {
+            return Ok(());
+        }
+        Err(!self.lost.swap(true, Ordering::SeqCst))
+    }
+}
+
+/// The error of a write refused because the database files changed.
+fn files_lost(files: &Files) -> Error {
+    Error::api(
+        503,
+        format!(
+            "store: the database file {} was deleted or replaced while the hub was running; writes are refused until the hub is restarted",
+            files.db.display()
+        ),
+    )
+}
+
 /// The hub's database.
 pub struct Store {
     conn: Mutex<Connection>,
+    files: Files,
     ttl_sec: i64,
     journal_mode: String,
     hook: OnceLock<Hook>,
@@ -308,6 +425,20 @@ pub struct EventQuery {
     pub since_id: i64,
     pub limit: i64,
     pub exclude_self: bool,
+    /// Bytes of message data one answer may carry (see [`PAGE_MAX_BYTES`]).
+    pub max_bytes: usize,
+    /// Never exceed `max_bytes`, not even for a first message: stop before
+    /// it and report its size instead ([`Store::events_page`]).
+    pub strict_bytes: bool,
+}
+
+/// One page of events, and what stopped it early.
+#[derive(Debug, Default)]
+pub struct EventsPage {
+    pub rows: Vec<Message>,
+    /// With `strict_bytes`: the size of the next message, which did not
+    /// fit `max_bytes` on its own.
+    pub blocked_by: Option<usize>,
 }
 
 /// Which lease table an operation targets; claims and locks share logic.
@@ -342,6 +473,7 @@ impl Store {
         })?;
         let data_version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         Ok(Store {
+            files: Files::of(path),
             conn: Mutex::new(conn),
             ttl_sec,
             journal_mode: journal_mode.to_lowercase(),
@@ -390,8 +522,29 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Refuses the write when the database files changed under us (and
+    /// says so once, through the commit hook's log lines).
+    fn check_files(&self) -> Result<()> {
+        match self.files.check() {
+            Ok(()) => Ok(()),
+            Err(first) => {
+                let err = files_lost(&self.files);
+                if first {
+                    self.publish(Committed {
+                        logs: vec![err.envelope_message()],
+                        ..Committed::default()
+                    });
+                }
+                Err(err)
+            }
+        }
+    }
+
     /// Runs `f` inside `BEGIN IMMEDIATE`, expiring due sessions first.
+    /// The database files are checked before and after: a write is only
+    /// acknowledged once it is committed into the file the hub opened.
     fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        self.check_files()?;
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now_s = time::now_secs();
@@ -408,6 +561,7 @@ impl Store {
         drop(ctx);
         tx.commit()?;
         drop(conn);
+        self.check_files()?;
         self.publish(out);
         Ok(value)
     }
@@ -709,7 +863,8 @@ impl Store {
             if fresh {
                 self.sync_foreign()?;
             }
-            let hit = lock_recent(&self.recent).after(q.since_id, q.limit, |m| {
+            let page = Page::new(q.limit, PAGE_MAX_BYTES);
+            let hit = lock_recent(&self.recent).after(q.since_id, page, |m| {
                 (match inbox_of {
                     Some(agent) => m.to_agent.as_deref() == Some(agent),
                     None => m.to_agent.is_none(),
@@ -718,8 +873,8 @@ impl Store {
                         .as_ref()
                         .is_none_or(|t| m.thread_id.as_ref() == Some(t))
             });
-            if let Some(rows) = hit {
-                return Ok(rows);
+            if let Some(page) = hit {
+                return Ok(page.rows);
             }
         }
         self.read_one(|c, _| {
@@ -751,10 +906,17 @@ impl Store {
 
     /// [`Store::events`]; `fresh` as in [`Store::feed_with`].
     pub fn events_with(&self, q: &EventQuery, fresh: bool) -> Result<Vec<Message>> {
+        Ok(self.events_page(q, fresh)?.rows)
+    }
+
+    /// [`Store::events_with`], saying when `strict_bytes` cut the page
+    /// before a message too large for it.
+    pub fn events_page(&self, q: &EventQuery, fresh: bool) -> Result<EventsPage> {
         if fresh {
             self.sync_foreign()?;
         }
-        let hit = lock_recent(&self.recent).after(q.since_id, q.limit, |m| {
+        let page = || Page::new(q.limit, q.max_bytes).strict(q.strict_bytes);
+        let hit = lock_recent(&self.recent).after(q.since_id, page(), |m| {
             m.to_agent.as_ref().is_none_or(|to| *to == q.agent_id)
                 && (q.channels.is_empty() || q.channels.contains(&m.channel))
                 && q.thread_id
@@ -762,32 +924,36 @@ impl Store {
                     .is_none_or(|t| m.thread_id.as_ref() == Some(t))
                 && !(q.exclude_self && m.from_agent == q.agent_id)
         });
-        if let Some(rows) = hit {
-            return Ok(rows);
-        }
-        self.read_one(|c, _| {
-            let mut clauses: Vec<String> = Vec::new();
-            let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            match q.channels.len() {
-                0 => {}
-                1 => {
-                    clauses.push("channel = ?".into());
-                    args.push(q.channels[0].clone().into());
+        let page = match hit {
+            Some(p) => p,
+            None => self.read_one(|c, _| {
+                let mut clauses: Vec<String> = Vec::new();
+                let mut args: Vec<rusqlite::types::Value> = Vec::new();
+                match q.channels.len() {
+                    0 => {}
+                    1 => {
+                        clauses.push("channel = ?".into());
+                        args.push(q.channels[0].clone().into());
+                    }
+                    n => {
+                        clauses.push(format!("channel IN ({})", vec!["?"; n].join(", ")));
+                        args.extend(q.channels.iter().map(|s| s.clone().into()));
+                    }
                 }
-                n => {
-                    clauses.push(format!("channel IN ({})", vec!["?"; n].join(", ")));
-                    args.extend(q.channels.iter().map(|s| s.clone().into()));
+                if let Some(th) = &q.thread_id {
+                    clauses.push("thread_id = ?".into());
+                    args.push(th.clone().into());
                 }
-            }
-            if let Some(th) = &q.thread_id {
-                clauses.push("thread_id = ?".into());
-                args.push(th.clone().into());
-            }
-            if q.exclude_self {
-                clauses.push("from_agent != ?".into());
-                args.push(q.agent_id.clone().into());
-            }
-            select_visible(c, &q.agent_id, &clauses, args, q.since_id, q.limit)
+                if q.exclude_self {
+                    clauses.push("from_agent != ?".into());
+                    args.push(q.agent_id.clone().into());
+                }
+                select_visible(c, &q.agent_id, &clauses, args, q.since_id, page())
+            })?,
+        };
+        Ok(EventsPage {
+            rows: page.rows,
+            blocked_by: page.blocked_by,
         })
     }
 
@@ -1123,10 +1289,13 @@ impl Store {
     }
 
     /// `GET /v1/threads/{id}`; `None` when nothing refers to the thread.
-    /// `limit`/`tail` bound the message list (a compatible extension).
+    /// `since_id`/`limit`/`tail` page the message list (compatible
+    /// extensions); the list is one page, so it is also cut at
+    /// [`PAGE_MAX_BYTES`].
     pub fn thread_detail(
         &self,
         thread_id: &str,
+        since_id: i64,
         limit: Option<i64>,
         tail: bool,
     ) -> Result<Option<ThreadDetail>> {
@@ -1135,7 +1304,7 @@ impl Store {
                 c,
                 &["thread_id = ?".to_string()],
                 vec![thread_id.to_string().into()],
-                0,
+                since_id,
                 limit.unwrap_or(i64::MAX),
                 tail,
             )?;
@@ -1158,7 +1327,17 @@ impl Store {
             let locks = st
                 .query_map([thread_id], lock_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            if messages.is_empty() && tasks.is_empty() && claims.is_empty() && locks.is_empty() {
+            // A page past the thread's last message still finds the thread.
+            let has_messages = !messages.is_empty()
+                || (since_id > 0
+                    && c.query_row(
+                        "SELECT 1 FROM messages WHERE thread_id = ?1 LIMIT 1",
+                        [thread_id],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some());
+            if !has_messages && tasks.is_empty() && claims.is_empty() && locks.is_empty() {
                 return Ok(None);
             }
             let sql = summary_sql("SELECT ?2 AS thread_id");
@@ -1246,19 +1425,40 @@ fn select_messages(
     tail: bool,
 ) -> Result<Vec<Message>> {
     let filter = clauses.join(" AND ");
-    let sql = if tail && since_id == 0 {
+    if tail && since_id == 0 {
+        // The newest rows that fit one page, returned oldest first.
         args.push(limit.into());
-        format!(
-            "SELECT * FROM (SELECT {MSG_COLS} FROM messages WHERE {filter} ORDER BY id DESC LIMIT ?) ORDER BY id"
-        )
-    } else {
-        args.push(since_id.into());
-        args.push(limit.into());
-        format!("SELECT {MSG_COLS} FROM messages WHERE {filter} AND id > ? ORDER BY id LIMIT ?")
-    };
-    let mut st = c.prepare(&sql)?;
-    let rows = st.query_map(rusqlite::params_from_iter(args), message_row)?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        let sql =
+            format!("SELECT {MSG_COLS} FROM messages WHERE {filter} ORDER BY id DESC LIMIT ?");
+        let mut rows = fill_page(c, &sql, args, Page::new(limit, PAGE_MAX_BYTES))?.rows;
+        rows.reverse();
+        return Ok(rows);
+    }
+    args.push(since_id.into());
+    args.push(limit.into());
+    let sql =
+        format!("SELECT {MSG_COLS} FROM messages WHERE {filter} AND id > ? ORDER BY id LIMIT ?");
+    Ok(fill_page(c, &sql, args, Page::new(limit, PAGE_MAX_BYTES))?.rows)
+}
+
+/// Runs a message query and keeps the rows that fit one [`Page`],
+/// stepping no further than that.
+fn fill_page(
+    c: &Connection,
+    sql: &str,
+    args: Vec<rusqlite::types::Value>,
+    mut page: Page,
+) -> Result<Page> {
+    let mut st = c.prepare(sql)?;
+    let mut rows = st.query(rusqlite::params_from_iter(args))?;
+    while let Some(r) = rows.next()? {
+        let size = row_size(r)?;
+        // Sized before it is parsed: a row that does not fit is never built.
+        if !page.fits(size) || !page.push(message_row(r)?, size) {
+            break;
+        }
+    }
+    Ok(page)
 }
 
 /// Broadcasts plus direct messages to `agent`, after `since_id`, in id
@@ -1271,8 +1471,9 @@ fn select_visible(
     clauses: &[String],
     filter_args: Vec<rusqlite::types::Value>,
     since_id: i64,
-    limit: i64,
-) -> Result<Vec<Message>> {
+    page: Page,
+) -> Result<Page> {
+    let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
     let extra: String = clauses.iter().map(|c| format!(" AND {c}")).collect();
     let sql = format!(
         "SELECT * FROM (SELECT {MSG_COLS} FROM messages WHERE to_agent IS NULL{extra} AND id > ? ORDER BY id LIMIT ?) \
@@ -1284,9 +1485,7 @@ fn select_visible(
     args.extend([since_id.into(), limit.into(), agent.to_string().into()]);
     args.extend(filter_args);
     args.extend([since_id.into(), limit.into(), limit.into()]);
-    let mut st = c.prepare(&sql)?;
-    let rows = st.query_map(rusqlite::params_from_iter(args), message_row)?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    fill_page(c, &sql, args, page)
 }
 
 fn channel_exists(c: &Connection, name: &str) -> Result<bool> {
@@ -1782,6 +1981,19 @@ fn null_non_finite(s: &str) -> String {
     out
 }
 
+/// What a message row weighs, from its stored text (as
+/// [`approx_size`] counts a parsed message, without parsing it).
+fn row_size(r: &Row<'_>) -> rusqlite::Result<usize> {
+    let mut n = 256;
+    for i in 1..=10 {
+        n += match r.get_ref(i)? {
+            ValueRef::Text(t) | ValueRef::Blob(t) => t.len(),
+            _ => 8,
+        };
+    }
+    Ok(n)
+}
+
 fn message_row(r: &Row<'_>) -> rusqlite::Result<Message> {
     let attachments = match json_col(r, 7, Value::Array(Vec::new()))? {
         Value::Array(a) => a,
@@ -1899,22 +2111,51 @@ mod tests {
             ..Recent::default()
         };
         r.extend(&[m(11, None), m(12, Some("bob"))]);
-        assert_eq!(r.after(10, 100, |_| true).unwrap().len(), 2);
-        assert_eq!(r.after(11, 100, |x| x.to_agent.is_none()).unwrap().len(), 0);
+        assert_eq!(
+            r.after(10, Page::new(100, PAGE_MAX_BYTES), |_| true)
+                .map(|p| p.rows)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            r.after(11, Page::new(100, PAGE_MAX_BYTES), |x| x.to_agent.is_none())
+                .map(|p| p.rows)
+                .unwrap()
+                .len(),
+            0
+        );
         assert!(
-            r.after(9, 100, |_| true).is_none(),
+            r.after(9, Page::new(100, PAGE_MAX_BYTES), |_| true)
+                .map(|p| p.rows)
+                .is_none(),
             "before the tail: use SQL"
         );
         // A gap (id 13 written by someone else) restarts the tail after it.
         r.extend(&[m(14, None)]);
-        assert!(r.after(12, 100, |_| true).is_none());
-        assert_eq!(r.after(13, 100, |_| true).unwrap().len(), 1);
+        assert!(
+            r.after(12, Page::new(100, PAGE_MAX_BYTES), |_| true)
+                .map(|p| p.rows)
+                .is_none()
+        );
+        assert_eq!(
+            r.after(13, Page::new(100, PAGE_MAX_BYTES), |_| true)
+                .map(|p| p.rows)
+                .unwrap()
+                .len(),
+            1
+        );
         // Late, already covered or older batches are ignored.
         r.extend(&[m(13, None), m(14, None)]);
-        assert!(r.after(12, 100, |_| true).is_none());
+        assert!(
+            r.after(12, Page::new(100, PAGE_MAX_BYTES), |_| true)
+                .map(|p| p.rows)
+                .is_none()
+        );
         r.extend(&[m(15, None), m(16, None)]);
         assert_eq!(
-            r.after(13, 2, |_| true)
+            r.after(13, Page::new(2, PAGE_MAX_BYTES), |_| true)
+                .map(|p| p.rows)
                 .unwrap()
                 .iter()
                 .map(|x| x.id)
@@ -1935,7 +2176,11 @@ mod tests {
         r.extend(&batch);
         assert_eq!(r.msgs.len(), RECENT_MAX_MSGS);
         assert_eq!(r.from, 10);
-        assert!(r.after(5, 10, |_| true).is_none());
+        assert!(
+            r.after(5, Page::new(10, PAGE_MAX_BYTES), |_| true)
+                .map(|p| p.rows)
+                .is_none()
+        );
     }
 
     #[test]
@@ -1970,8 +2215,19 @@ mod tests {
             ..m(12, None)
         };
         r.extend_foreign(&[m(11, None), pending_result, m(13, None)]);
-        assert!(r.after(11, 10, |_| true).is_none(), "12 must come from SQL");
-        assert_eq!(r.after(12, 10, |_| true).unwrap().len(), 1);
+        assert!(
+            r.after(11, Page::new(10, PAGE_MAX_BYTES), |_| true)
+                .map(|p| p.rows)
+                .is_none(),
+            "12 must come from SQL"
+        );
+        assert_eq!(
+            r.after(12, Page::new(10, PAGE_MAX_BYTES), |_| true)
+                .map(|p| p.rows)
+                .unwrap()
+                .len(),
+            1
+        );
         let done = Message {
             kind: "task_result".into(),
             reply_to: Some(5),
@@ -1979,7 +2235,13 @@ mod tests {
             ..m(14, None)
         };
         r.extend_foreign(&[done]);
-        assert_eq!(r.after(12, 10, |_| true).unwrap().len(), 2);
+        assert_eq!(
+            r.after(12, Page::new(10, PAGE_MAX_BYTES), |_| true)
+                .map(|p| p.rows)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
@@ -2045,6 +2307,8 @@ mod tests {
             since_id,
             limit,
             exclude_self: true,
+            max_bytes: PAGE_MAX_BYTES,
+            strict_bytes: false,
         };
         let ids = |rows: Vec<Message>| rows.into_iter().map(|m| m.id).collect::<Vec<_>>();
         assert_eq!(ids(store.events(&q(0, 100)).unwrap()), expect_bob);

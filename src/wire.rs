@@ -157,6 +157,10 @@ pub struct HubInfo {
     /// client can choose its keepalive interval.
     #[serde(default)]
     pub presence_ttl_sec: i64,
+    /// Extension: the hub's process id, so `arc stop` can check that a
+    /// pidfile names this hub before it ever signals that pid.
+    #[serde(default)]
+    pub pid: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -238,6 +242,9 @@ pub struct StopResult {
     pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// Extension: what was noticed on the way (a stale pidfile).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub note: Option<String>,
 }
 
 /// Result of `arc reset` (spec §11.6).

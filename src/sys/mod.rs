@@ -290,6 +290,134 @@ pub fn terminate(pid: u32) -> std::io::Result<()> {
     }
 }
 
+/// When a process started, in clock ticks since boot (Linux, from
+/// `/proc/<pid>/stat`); `None` where that cannot be read. Together with
+/// the pid it names one process for good: a reused pid has another
+/// start time.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "<pid> (<comm>) <state> ...": comm may contain spaces and ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    // starttime is field 22 overall, the 20th after the comm.
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` holds a TCP socket listening on `port` (Linux: the
+/// process's socket inodes against `/proc/net/tcp` and `tcp6`); `None`
+/// where that cannot be told.
+pub fn process_listens_on(pid: u32, port: u16) -> Option<bool> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let mut inodes = std::collections::HashSet::new();
+    for fd in fds.flatten() {
+        if let Ok(target) = std::fs::read_link(fd.path()) {
+            let t = target.to_string_lossy();
+            if let Some(n) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                inodes.insert(n.to_string());
+            }
+        }
+    }
+    let mut any_table = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        any_table = true;
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // local_address is "ADDR:PORT" in hex; state 0A is LISTEN.
+            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
+            else {
+                continue;
+            };
+            let listening_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if *state == "0A" && listening_port == Some(port) && inodes.contains(*inode) {
+                return Some(true);
+            }
+        }
+    }
+    any_table.then_some(false)
+}
+
+/// Processes that hold `path` open (Linux, by their descriptors in
+/// `/proc`; processes we may not inspect are not seen). Used by
+/// `arc reset` to refuse deleting a database in use.
+pub fn processes_holding(path: &std::path::Path) -> Vec<u32> {
+    let Ok(want) = std::fs::canonicalize(path) else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == want))
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Whether another process has SQLite's shared-memory index of `db` open
+/// (Unix): every connection in WAL mode holds a read lock on byte 128 of
+/// `<db>-shm` while connected, which `F_GETLK` reports without taking
+/// it. `None` when there is no `-shm` file or the probe is unavailable.
+pub fn sqlite_shm_in_use(db: &std::path::Path) -> Option<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let mut name = db.as_os_str().to_owned();
+        name.push("-shm");
+        let f = std::fs::File::open(std::path::PathBuf::from(name)).ok()?;
+        // SAFETY: a zeroed flock is a valid argument; F_GETLK only fills it.
+        let mut lk: libc::flock = unsafe { std::mem::zeroed() };
+        lk.l_type = libc::F_WRLCK as _;
+        lk.l_whence = libc::SEEK_SET as _;
+        lk.l_start = 128;
+        lk.l_len = 1;
+        // SAFETY: valid descriptor and a pointer to a stack flock.
+        let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut lk) };
+        (r == 0).then(|| i32::from(lk.l_type) != libc::F_UNLCK)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = db;
+        None
+    }
+}
+
+/// A file's identity: device and inode on Unix. On Windows a file that
+/// is open cannot be deleted or replaced (SQLite opens without
+/// `FILE_SHARE_DELETE`), so existence is what is compared there.
+pub fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Some((0, 0))
+    }
+}
+
 /// Makes `cmd` start detached from our session and console: `setsid` on
 /// Unix; `DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP` on Windows.
 pub fn detach(cmd: &mut Command) {

@@ -447,7 +447,13 @@ fn content_length_session_is_fully_framed(h: &TestHub) -> bool {
         input.extend(format!("Content-Length: {}\r\n\r\n{body}", body.len()).bytes());
     }
     let out = SharedBuf::default();
-    serve(&input[..], out.clone(), Client::http("z", &h.url), fast()).unwrap();
+    serve(
+        std::io::Cursor::new(input),
+        out.clone(),
+        Client::http("z", &h.url),
+        fast(),
+    )
+    .unwrap();
     let buf = out.0.lock().unwrap().clone();
     let mut pos = 0;
     let mut ids = Vec::new();
@@ -1008,7 +1014,13 @@ fn a_closed_stdout_ends_the_loop() {
     // An endless input: the loop must stop at the first failed write.
     let input = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n".repeat(1000);
     let start = Instant::now();
-    serve(&input[..], Broken, Client::http("a", &h.url), fast()).unwrap();
+    serve(
+        std::io::Cursor::new(input),
+        Broken,
+        Client::http("a", &h.url),
+        fast(),
+    )
+    .unwrap();
     assert!(start.elapsed() < Duration::from_secs(5));
 }
 
