@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use crate::support::{TempDir, eventually};
 
-const ARC: &str = env!("CARGO_BIN_EXE_arc");
+pub(crate) const ARC: &str = env!("CARGO_BIN_EXE_arc");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -23,29 +23,29 @@ fn free_port() -> u16 {
 }
 
 /// A temp dir and a port; stops any hub found there on drop.
-struct Site {
+pub(crate) struct Site {
     dir: TempDir,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Site {
-    fn new() -> Site {
+    pub(crate) fn new() -> Site {
         Site {
             dir: TempDir::new("bin"),
             port: free_port(),
         }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Runs `arc` with `args` in the site's directory, no stdin.
-    fn arc(&self, args: &[&str]) -> Output {
+    pub(crate) fn arc(&self, args: &[&str]) -> Output {
         let out = Command::new(ARC)
             .args(args)
             .current_dir(self.path())
@@ -62,21 +62,21 @@ impl Site {
         out
     }
 
-    fn arc_json(&self, args: &[&str]) -> (i32, Value) {
+    pub(crate) fn arc_json(&self, args: &[&str]) -> (i32, Value) {
         let out = self.arc(args);
         let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         (out.status.code().unwrap_or(-1), v)
     }
 
-    fn port_arg(&self) -> String {
+    pub(crate) fn port_arg(&self) -> String {
         self.port.to_string()
     }
 
-    fn pidfile(&self) -> PathBuf {
+    pub(crate) fn pidfile(&self) -> PathBuf {
         std::fs::canonicalize(self.path()).unwrap().join(".arc.pid")
     }
 
-    fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         arc_hub::paths::read_pidfile(&self.pidfile()).map(|i| i.pid)
     }
 }
@@ -105,13 +105,13 @@ impl Drop for Site {
 }
 
 /// A foreground hub process, killed on drop.
-struct Foreground {
-    child: Child,
+pub(crate) struct Foreground {
+    pub(crate) child: Child,
     port: u16,
 }
 
 impl Foreground {
-    fn start(dir: &Path, port: u16, storage: &str, extra: &[&str]) -> Foreground {
+    pub(crate) fn start(dir: &Path, port: u16, storage: &str, extra: &[&str]) -> Foreground {
         let mut child = Command::new(ARC)
             .args(["--port", &port.to_string(), "--storage", storage])
             .args(extra)
@@ -133,7 +133,7 @@ impl Foreground {
         Foreground { child, port }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }

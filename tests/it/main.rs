@@ -5,6 +5,8 @@
 mod compat;
 mod core;
 mod dashboard;
+mod hostile;
+mod hostile_proc;
 mod lifecycle;
 mod live;
 mod mcp;

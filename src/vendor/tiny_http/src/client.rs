@@ -203,6 +203,11 @@ impl ClientConnection {
                     };
                 }
                 b'\n' => return Err(self.refuse(ProtocolError::BareLineEnd)),
+                // Not text at all (a TLS handshake, say): refused at the
+                // first such byte rather than after a line's worth.
+                b if !(printable(b) || b == b' ' || b == b'\t') => {
+                    return Err(self.refuse(ProtocolError::NotAscii));
+                }
                 b => {
                     if line.len() + 2 >= max {
                         return Err(self.refuse(too_long));
