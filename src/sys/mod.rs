@@ -7,6 +7,8 @@ On Unix this uses `libc`; on Windows it declares the handful of kernel32
 functions it needs directly, so no Windows binding crate is pulled in.
 */
 
+pub mod dir;
+
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
