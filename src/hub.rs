@@ -576,6 +576,11 @@ impl Hub {
         lock(&self.servers).len()
     }
 
+    /// The built-in relay's scan counters, if the relay runs.
+    pub fn relay_stats(&self) -> Option<crate::relay::RelayStats> {
+        self.relay.as_ref().map(|r| r.stats())
+    }
+
     /// The base URL clients should use.
     pub fn url(&self) -> String {
         config::client_url(&self.state.config.host, self.addr.port())

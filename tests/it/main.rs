@@ -5,6 +5,7 @@
 mod compat;
 mod core;
 mod dashboard;
+mod hostile_spool;
 mod lifecycle;
 mod live;
 mod mcp;
