@@ -550,20 +550,18 @@ struct AgentInfo {
     /// The directory's mtime when a listing last found nothing to claim,
     /// and when that listing was.
     quiet: Option<(SystemTime, Instant)>,
-    /// An event or a finished request says: list it, whatever its mtime
-    /// says (two changes within one timestamp tick look like one).
-    nudged: bool,
     watch: Option<WatchId>,
 }
 
 /// The agent directories under `requests/`, and which to look at when.
 ///
-/// Each scan looks at the *hot* directories (new, woken by an event or a
-/// finished request, recently active, or with a fresh mtime) and at a
-/// bounded round-robin slice of the others, so an idle spool costs a
-/// fixed number of `stat`s per scan however many directories it holds.
-/// With change events a new file in a cold directory wakes it at once;
-/// without them it is found within one sweep of the slices.
+/// Each scan looks at the *nudged* directories (new, woken by a change
+/// event or by the end of their request), at the *hot* ones (no change
+/// watch, and recently active or with a fresh mtime), and at a bounded
+/// round-robin slice of the rest, so an idle spool costs a fixed number of
+/// `stat`s per scan however many directories it holds. With change events
+/// a new file in a cold directory is looked at at once; without them it is
+/// found within one sweep of the slices.
 #[derive(Default)]
 struct Agents {
     /// `requests/`'s mtime at its last listing, and when that was.
@@ -572,32 +570,30 @@ struct Agents {
     /// Known agent directories, in round-robin order.
     order: Vec<String>,
     info: HashMap<String, AgentInfo>,
-    /// Agents looked at every scan until the given time.
+    /// Unwatched agents looked at every scan until the given time.
     hot: HashMap<String, Instant>,
+    /// Agents to look at, and list whatever their mtime says, next scan
+    /// (two changes within one timestamp tick look like one).
+    nudged: HashSet<String>,
     by_watch: HashMap<WatchId, String>,
     cursor: usize,
 }
 
 impl Agents {
-    /// Looks at `name` every scan for the next [`HOT_FOR`].
-    fn heat(&mut self, name: &str, now: Instant) {
-        self.heat_for(name, now + HOT_FOR);
-    }
-
-    /// Heats `name` and has its next look list it.
-    fn nudge(&mut self, name: &str, now: Instant) {
-        self.heat(name, now);
-        if let Some(info) = self.info.get_mut(name) {
-            info.nudged = true;
+    /// Looks at `name` every scan until `until`, unless a change watch
+    /// will say when to look.
+    fn heat(&mut self, name: &str, until: Instant) {
+        if self.info.get(name).is_some_and(|i| i.watch.is_none()) {
+            let at = self.hot.entry(name.to_string()).or_insert(until);
+            *at = (*at).max(until);
         }
     }
 
-    /// Looks at `name` every scan until `until` (or later, if it is hot
-    /// for longer already).
-    fn heat_for(&mut self, name: &str, until: Instant) {
+    /// Has the next scan look at `name` and list it.
+    fn nudge(&mut self, name: &str, now: Instant) {
         if self.info.contains_key(name) {
-            let at = self.hot.entry(name.to_string()).or_insert(until);
-            *at = (*at).max(until);
+            self.nudged.insert(name.to_string());
+            self.heat(name, now + HOT_FOR);
         }
     }
 
@@ -620,6 +616,7 @@ impl Agents {
         self.order.retain(|n| present.contains(n));
         self.info.retain(|n, _| present.contains(n));
         self.hot.retain(|n, _| present.contains(n));
+        self.nudged.retain(|n| present.contains(n));
         self.by_watch.retain(|_, n| present.contains(n));
         for e in dirs {
             if self.info.contains_key(&e.name) {
@@ -630,9 +627,9 @@ impl Agents {
             // At start every directory is cold unless it changed lately;
             // the slices list each once, spread over a sweep.
             if !first {
-                self.heat(&e.name, now);
+                self.nudge(&e.name, now);
             } else if let Some(left) = unsettled_for(e.mtime) {
-                self.heat_for(&e.name, now + left);
+                self.heat(&e.name, now + left);
             }
         }
         self.listed = Some((mtime, now));
@@ -648,7 +645,6 @@ impl Agents {
             let Some(name) = watch.and_then(|w| self.by_watch.get(&w)).cloned() else {
                 continue;
             };
-            self.nudge(&name, now);
             if gone {
                 // Its watch no longer shows this name; re-add on next listing.
                 self.by_watch.retain(|_, n| *n != name);
@@ -656,17 +652,19 @@ impl Agents {
                     info.watch = None;
                 }
             }
+            self.nudge(&name, now);
         }
     }
 
-    /// The agents to look at this scan: every hot one, then a slice of
-    /// the others; none that has a request in flight.
+    /// The agents to look at this scan: the nudged and hot ones, then a
+    /// slice of the rest; none that has a request in flight.
     fn picks(&mut self, busy: &HashSet<String>) -> Vec<String> {
         let now = Instant::now();
         self.hot.retain(|_, until| *until > now);
         let mut out: Vec<String> = self
             .hot
             .keys()
+            .chain(self.nudged.iter().filter(|n| !self.hot.contains_key(*n)))
             .filter(|n| !busy.contains(*n))
             .cloned()
             .collect();
@@ -674,7 +672,8 @@ impl Agents {
         let take = COLD_SLICE.min(n);
         for i in 0..take {
             let name = &self.order[(self.cursor + i) % n];
-            if !self.hot.contains_key(name) && !busy.contains(name) {
+            let picked = self.hot.contains_key(name) || self.nudged.contains(name);
+            if !picked && !busy.contains(name) {
                 out.push(name.clone());
             }
         }
@@ -835,6 +834,7 @@ impl Scanner {
         name: &str,
         count: &mut ScanCount,
     ) -> Option<(Arc<SpoolDir>, Pending)> {
+        let nudged = self.agents.nudged.remove(name);
         let entry = requests.stat(name).ok()?;
         if entry.kind != Kind::Dir {
             self.shared
@@ -843,10 +843,9 @@ impl Scanner {
         }
         let now = Instant::now();
         if let Some(left) = unsettled_for(entry.mtime) {
-            self.agents.heat_for(name, now + left);
+            self.agents.heat(name, now + left);
         }
-        let info = self.agents.info.get_mut(name)?;
-        let nudged = std::mem::take(&mut info.nudged);
+        let info = self.agents.info.get(name)?;
         if let Some((m, at)) = info.quiet {
             if !nudged && m == entry.mtime && (settled(m) || at.elapsed() < RECHECK) {
                 return None;
@@ -883,6 +882,9 @@ impl Scanner {
         if let Some(w) = ev.watch(dir) {
             info.watch = Some(w);
             self.agents.by_watch.insert(w, name.to_string());
+            // Changes from now on ring the bell; the listing that follows
+            // sees everything before.
+            self.agents.hot.remove(name);
         }
     }
 
@@ -954,7 +956,7 @@ impl Scanner {
             return true; // another relay claimed it
         }
         self.last_work = Instant::now();
-        self.agents.heat(agent, self.last_work);
+        self.agents.heat(agent, self.last_work + HOT_FOR);
         lock(&self.shared.busy).insert(agent.to_string());
         let job = Job {
             cfg: self.cfg.clone(),
