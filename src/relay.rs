@@ -466,12 +466,21 @@ struct Spool {
 }
 
 impl Spool {
-    /// Creates the spool root if needed and opens it.
+    /// Creates the spool root, `requests/` and `responses/` if needed and
+    /// opens the root. Fails if one cannot be created; one that exists but
+    /// is not a real directory is left to [`Spool::refresh`] to refuse.
     fn open(path: &Path) -> Result<Spool> {
         std::fs::create_dir_all(path)?;
+        let root = SpoolDir::open_root(path)?;
+        for sub in ["requests", "responses"] {
+            match root.open_or_create_subdir(sub) {
+                Err(e) if !is_refusal(&e) => return Err(e.into()),
+                _ => {}
+            }
+        }
         Ok(Spool {
             path: path.to_path_buf(),
-            root: Some(SpoolDir::open_root(path)?),
+            root: Some(root),
             requests: None,
             responses: None,
         })

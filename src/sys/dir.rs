@@ -36,7 +36,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Why an entry of this kind is refused where a `wanted` one was
+    /// Why an entry of this kind is refused where another kind was
     /// expected, e.g. "is a symbolic link".
     pub fn refusal(self) -> &'static str {
         match self {

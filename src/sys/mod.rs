@@ -1,7 +1,9 @@
 /*!
 Platform glue: termination signals, process checks, detached spawning,
-socket timeouts and descriptor limits. Everything `unsafe` or `cfg`-split
-in the crate lives here, behind safe functions.
+socket timeouts, descriptor limits and directory change events, plus
+[`dir`] (spool directories that are never left through a symlink).
+Everything `unsafe` or `cfg`-split in the crate lives in this module and
+its children, behind safe functions.
 
 On Unix this uses `libc`; on Windows it declares the handful of kernel32
 functions it needs directly, so no Windows binding crate is pulled in.
