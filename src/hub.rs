@@ -557,6 +557,11 @@ impl Hub {
         self.server.num_connections()
     }
 
+    /// The built-in relay's scan counters, if the relay runs.
+    pub fn relay_stats(&self) -> Option<crate::relay::RelayStats> {
+        self.relay.as_ref().map(|r| r.stats())
+    }
+
     /// The base URL clients should use.
     pub fn url(&self) -> String {
         config::client_url(&self.state.config.host, self.addr.port())

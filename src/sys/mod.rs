@@ -1,11 +1,15 @@
 /*!
 Platform glue: termination signals, process checks, detached spawning,
-socket timeouts and descriptor limits. Everything `unsafe` or `cfg`-split
-in the crate lives here, behind safe functions.
+descriptor limits, process identity and directory change events, plus
+[`dir`] (spool directories that are never left through a symlink).
+Everything `unsafe` or `cfg`-split in the crate lives in this module and
+its children, behind safe functions.
 
 On Unix this uses `libc`; on Windows it declares the handful of kernel32
 functions it needs directly, so no Windows binding crate is pulled in.
 */
+
+pub mod dir;
 
 use std::process::Command;
 use std::time::Duration;
@@ -447,12 +451,27 @@ pub fn detach(cmd: &mut Command) {
 /// elsewhere ([`DirEvents::new`] returns `None` and callers poll).
 ///
 /// Used by the relay so an idle spool costs no wakeups while a new request
-/// file is still noticed at once. Events are only a hint to look again:
-/// the caller re-scans, so a lost or coalesced event costs latency, never
-/// correctness.
+/// file is still noticed at once, in whichever agent directory it lands.
+/// Events are only a hint to look again: the caller re-scans, so a lost or
+/// coalesced event costs latency, never correctness.
 pub struct DirEvents {
     #[cfg(target_os = "linux")]
     fd: std::os::fd::OwnedFd,
+}
+
+/// Names one watched directory in [`DirEvents::wait`]'s results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WatchId(i32);
+
+/// What [`DirEvents::wait`] saw for one watched directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirEvent {
+    /// The directory; `None` if the kernel's queue overflowed, so events
+    /// were lost and every directory deserves a look.
+    pub watch: Option<WatchId>,
+    /// The watched directory itself was deleted or moved away (its watch
+    /// is gone, or follows it elsewhere).
+    pub gone: bool,
 }
 
 #[cfg(target_os = "linux")]
@@ -468,14 +487,15 @@ impl DirEvents {
         })
     }
 
-    /// Watches `dir` for files created, written or moved in, and for the
-    /// directory itself going away. Watching a directory twice is harmless.
-    pub fn watch(&self, dir: &std::path::Path) -> bool {
+    /// Watches the already opened `dir` for files created, written or
+    /// moved in, and for the directory itself going away. The watch is
+    /// added through `/proc/self/fd`, so it lands on exactly the directory
+    /// the descriptor holds, whatever its path has become. Watching a
+    /// directory twice returns the same id.
+    pub fn watch(&self, dir: &dir::SpoolDir) -> Option<WatchId> {
         use std::os::fd::AsRawFd;
-        use std::os::unix::ffi::OsStrExt;
-        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-            return false;
-        };
+        let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        let c = std::ffi::CString::new(path).ok()?;
         let mask = libc::IN_CREATE
             | libc::IN_MOVED_TO
             | libc::IN_CLOSE_WRITE
@@ -483,12 +503,13 @@ impl DirEvents {
             | libc::IN_MOVE_SELF
             | libc::IN_ONLYDIR;
         // SAFETY: valid descriptor and NUL-terminated path.
-        unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) >= 0 }
+        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) };
+        (wd >= 0).then_some(WatchId(wd))
     }
 
-    /// Waits up to `timeout` for events; true if any arrived (all pending
-    /// events are consumed).
-    pub fn wait(&self, timeout: Duration) -> bool {
+    /// Waits up to `timeout` for events and returns them, one per watched
+    /// directory (all pending events are consumed).
+    pub fn wait(&self, timeout: Duration) -> Vec<DirEvent> {
         use std::os::fd::AsRawFd;
         let fd = self.fd.as_raw_fd();
         let mut pfd = libc::pollfd {
@@ -497,23 +518,55 @@ impl DirEvents {
             revents: 0,
         };
         let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        let mut out: Vec<DirEvent> = Vec::new();
         // SAFETY: one valid pollfd on the stack.
         if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
-            return false;
+            return out;
         }
         let mut buf = [0u8; 4096];
-        let mut any = false;
         // Bounded: the queue is finite and we stop at the first empty read.
         for _ in 0..1024 {
             // SAFETY: reading into a stack buffer of the given length.
             let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
+            let Ok(n) = usize::try_from(n) else { break };
+            if n == 0 {
                 break;
             }
-            any = true;
+            for ev in parse_inotify(&buf[..n]) {
+                match out.iter_mut().find(|e| e.watch == ev.watch) {
+                    Some(e) => e.gone |= ev.gone,
+                    None => out.push(ev),
+                }
+            }
         }
-        any
+        out
     }
+}
+
+/// Decodes a buffer of `struct inotify_event` records (the kernel only
+/// returns whole records).
+#[cfg(target_os = "linux")]
+fn parse_inotify(buf: &[u8]) -> Vec<DirEvent> {
+    const HEADER: usize = 16; // wd, mask, cookie, len
+    let word = |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + HEADER <= buf.len() {
+        let (wd, mask, len) = (word(at) as i32, word(at + 4), word(at + 12) as usize);
+        at += HEADER + len;
+        out.push(if mask & libc::IN_Q_OVERFLOW != 0 {
+            DirEvent {
+                watch: None,
+                gone: false,
+            }
+        } else {
+            DirEvent {
+                watch: Some(WatchId(wd)),
+                gone: mask & (libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_IGNORED) != 0,
+            }
+        });
+    }
+    out
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -522,13 +575,13 @@ impl DirEvents {
         None
     }
 
-    pub fn watch(&self, _dir: &std::path::Path) -> bool {
-        false
+    pub fn watch(&self, _dir: &dir::SpoolDir) -> Option<WatchId> {
+        None
     }
 
-    pub fn wait(&self, timeout: Duration) -> bool {
+    pub fn wait(&self, timeout: Duration) -> Vec<DirEvent> {
         crate::notify::pause(timeout);
-        false
+        Vec::new()
     }
 }
 
@@ -579,18 +632,53 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn dir_events_see_a_file_renamed_into_a_watched_directory() {
-        let dir = std::env::temp_dir().join(format!("arc-sys-{}", crate::ids::uuid4_hex()));
-        std::fs::create_dir_all(&dir).unwrap();
+    fn dir_events_name_the_directory_a_file_was_renamed_into() {
+        let root = std::env::temp_dir().join(format!("arc-sys-{}", crate::ids::uuid4_hex()));
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::create_dir_all(root.join("b")).unwrap();
+        let top = dir::SpoolDir::open_root(&root).unwrap();
+        let (a, b) = (top.open_subdir("a").unwrap(), top.open_subdir("b").unwrap());
         let ev = DirEvents::new().unwrap();
-        assert!(ev.watch(&dir));
-        assert!(!ev.wait(Duration::from_millis(20)), "nothing happened yet");
-        std::fs::write(dir.join(".tmp"), b"{}").unwrap();
-        assert!(ev.wait(Duration::from_secs(5)));
-        std::fs::rename(dir.join(".tmp"), dir.join("x.json")).unwrap();
-        assert!(ev.wait(Duration::from_secs(5)));
-        assert!(!ev.wait(Duration::from_millis(20)), "events were drained");
-        assert!(!ev.watch(&dir.join("missing")));
-        let _ = std::fs::remove_dir_all(&dir);
+        let wa = ev.watch(&a).unwrap();
+        let wb = ev.watch(&b).unwrap();
+        assert_ne!(wa, wb);
+        assert_eq!(ev.watch(&a), Some(wa), "watching twice gives the same id");
+        assert!(
+            ev.wait(Duration::from_millis(20)).is_empty(),
+            "nothing happened yet"
+        );
+        std::fs::write(root.join("b/.tmp"), b"{}").unwrap();
+        let seen = ev.wait(Duration::from_secs(5));
+        assert_eq!(
+            seen,
+            [DirEvent {
+                watch: Some(wb),
+                gone: false
+            }]
+        );
+        std::fs::rename(root.join("b/.tmp"), root.join("b/x.json")).unwrap();
+        let seen = ev.wait(Duration::from_secs(5));
+        assert_eq!(
+            seen,
+            [DirEvent {
+                watch: Some(wb),
+                gone: false
+            }]
+        );
+        assert!(
+            ev.wait(Duration::from_millis(20)).is_empty(),
+            "events were drained"
+        );
+        // A watched directory moved away says so.
+        std::fs::rename(root.join("a"), root.join("a2")).unwrap();
+        let seen = ev.wait(Duration::from_secs(5));
+        assert_eq!(
+            seen,
+            [DirEvent {
+                watch: Some(wa),
+                gone: true
+            }]
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -7,6 +7,7 @@ mod core;
 mod dashboard;
 mod hostile;
 mod hostile_proc;
+mod hostile_spool;
 mod lifecycle;
 mod live;
 mod mcp;

@@ -14,19 +14,19 @@ use serde_json::{Value, json};
 use crate::support::{TempDir, TestHub, eventually};
 
 /// A hub with its built-in relay on `<tmp>/.arc-relay`.
-fn relay_hub(tweak: impl FnOnce(&mut arc_hub::HubConfig)) -> TestHub {
+pub(crate) fn relay_hub(tweak: impl FnOnce(&mut arc_hub::HubConfig)) -> TestHub {
     TestHub::start_with(|c| {
         c.relay = true;
         tweak(c);
     })
 }
 
-fn spool(h: &TestHub) -> PathBuf {
+pub(crate) fn spool(h: &TestHub) -> PathBuf {
     h.dir.path().join(".arc-relay")
 }
 
 /// Writes a raw request file the way a foreign client would, atomically.
-fn drop_request(spool: &Path, agent_dir: &str, name: &str, content: &[u8]) -> PathBuf {
+pub(crate) fn drop_request(spool: &Path, agent_dir: &str, name: &str, content: &[u8]) -> PathBuf {
     let dir = spool.join("requests").join(agent_dir);
     std::fs::create_dir_all(&dir).unwrap();
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -37,7 +37,7 @@ fn drop_request(spool: &Path, agent_dir: &str, name: &str, content: &[u8]) -> Pa
 }
 
 /// Waits (bounded) for the response file of `stem` and parses it.
-fn await_response(spool: &Path, agent_dir: &str, stem: &str, limit: Duration) -> Value {
+pub(crate) fn await_response(spool: &Path, agent_dir: &str, stem: &str, limit: Duration) -> Value {
     let path = spool
         .join("responses")
         .join(agent_dir)
@@ -48,7 +48,7 @@ fn await_response(spool: &Path, agent_dir: &str, stem: &str, limit: Duration) ->
     })
 }
 
-fn envelope(method: &str, path: &str, body: Option<Value>, created_at: &str) -> Vec<u8> {
+pub(crate) fn envelope(method: &str, path: &str, body: Option<Value>, created_at: &str) -> Vec<u8> {
     let mut v = json!({
         "request_id": "ignored-by-name",
         "agent_id": "raw",
