@@ -37,10 +37,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
-cargo test --locked --all-targets
+cargo test --workspace --locked --all-targets
 
 step "windows: clippy on the cfg(windows) code (x86_64-pc-windows-gnu)"
 # CI runs Linux, but Windows users run the hub too: type-check and lint
@@ -49,7 +49,7 @@ step "windows: clippy on the cfg(windows) code (x86_64-pc-windows-gnu)"
 # cannot be installed here, say so and go on.
 if windows_tools; then
   CARGO_TARGET_DIR=target/windows cargo clippy --locked --target x86_64-pc-windows-gnu \
-    --all-targets -- -D warnings
+    --workspace --all-targets -- -D warnings
 else
   echo "SKIPPED: could not install the Windows target or MinGW on this machine"
 fi

@@ -157,6 +157,7 @@ pub struct Server {
     connections: Arc<util::Counter>,
 }
 
+#[allow(clippy::large_enum_variant)] // requests move by value; a box would cost an allocation each
 enum Message {
     Error(IoError),
     NewRequest(Request),
@@ -281,7 +282,7 @@ impl Server {
         match self.messages.pop() {
             Some(Message::Error(err)) => Err(err),
             Some(Message::NewRequest(rq)) => Ok(rq),
-            None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
+            None => Err(IoError::other("thread unblocked")),
         }
     }
 
