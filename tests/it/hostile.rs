@@ -563,3 +563,43 @@ fn a_stream_shutdown_on_a_half_closed_socket_does_not_hang() {
     let r = read_response(&mut s, false).unwrap();
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn a_client_that_never_reads_its_answers_never_holds_a_worker() {
+    // A connection that pipelines requests without reading the answers
+    // fills its socket buffers; the writes that then block are the
+    // connection thread's own, never a worker's.
+    let h = TestHub::start_with(|c| {
+        c.workers = 1;
+        c.io_timeout = Duration::from_secs(5);
+    });
+    for i in 0..40 {
+        h.say("a", "general", &format!("{i} {}", "x".repeat(4000)));
+    }
+    let hog = connect(&h);
+    small_receive_buffer(&hog);
+    let mut w = hog.try_clone().unwrap();
+    let req = format!(
+        "GET /v1/messages?channel=general&limit=500 HTTP/1.1\r\nHost: {}\r\n\r\n",
+        host(&h)
+    );
+    let writer = std::thread::spawn(move || {
+        for _ in 0..200 {
+            if w.write_all(req.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        let start = Instant::now();
+        assert_eq!(h.get("/v1/channels").status, 200);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    drop(hog);
+    let _ = writer.join();
+}

@@ -9,6 +9,7 @@ use std::io::Result as IoResult;
 use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,8 @@ use crate::common::{HTTPVersion, Header, HeaderField, Method};
 use crate::framing::{self, Body, Framing};
 use crate::request::{self, BodySource, BodyStatus, Head};
 use crate::util::{
-    drain, Budget, ChunkedBody, Guarded, Leftover, RefinedTcpStream, SequentialReader,
-    SequentialReaderBuilder, SequentialWriterBuilder, Share, Shared,
+    drain, slot, Budget, ChunkedBody, Guarded, Leftover, Outgoing, RefinedTcpStream,
+    SequentialReader, SequentialReaderBuilder, Share, Shared,
 };
 use crate::{Limits, ProtocolError, Request};
 
@@ -34,9 +35,12 @@ pub struct ClientConnection {
     //  the wrong order
     source: SequentialReaderBuilder<Source>,
 
-    // sequence of Writers to the stream, to avoid writing response #2 before
-    //  response #1
-    sink: SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
+    // the socket's write side: only this thread writes to it (until a
+    // stream takes it over)
+    writer: Option<BufWriter<RefinedTcpStream>>,
+
+    // where the answer to the request handed out last will arrive
+    pending: Option<Receiver<Outgoing>>,
 
     // Reader to read the next header from
     next_header_source: SequentialReader<Source>,
@@ -47,6 +51,7 @@ pub struct ClientConnection {
     shared: Arc<Shared>,
     limits: Arc<Limits>,
     budget: Arc<Budget>,
+    reply_budget: Arc<Budget>,
 }
 
 fn read_result<R>(data: Vec<u8>, status: BodyStatus, share: Option<Share>) -> BodySource<R> {
@@ -115,22 +120,28 @@ impl ClientConnection {
         mut read_socket: RefinedTcpStream,
         limits: Arc<Limits>,
         budget: Arc<Budget>,
+        reply_budget: Arc<Budget>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let shared = Arc::new(Shared::default());
-        let source = Guarded::new(BufReader::with_capacity(8 * 1024, read_socket), shared.clone());
+        let source = Guarded::new(
+            BufReader::with_capacity(8 * 1024, read_socket),
+            shared.clone(),
+        );
         let mut source = SequentialReaderBuilder::new(source);
         let first_header = source.next().unwrap();
 
         ClientConnection {
             source,
-            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
+            writer: Some(BufWriter::with_capacity(1024, write_socket)),
+            pending: None,
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
             shared,
             limits,
             budget,
+            reply_budget,
         }
     }
 
@@ -271,21 +282,17 @@ impl ClientConnection {
         };
         let (last, keep_alive_10) = persistence(&version, &headers);
 
-        // building the writer for the request
-        let writer = self.sink.next().unwrap();
-
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
         std::mem::swap(&mut self.next_header_source, &mut data_source);
 
-        let mut writer = writer;
         // Bodies on methods that define no meaning for one are left on
         // the stream (and discarded after the response, up to a bound).
         let leave = matches!(
             method,
             Method::Get | Method::Head | Method::Delete | Method::Options | Method::Trace
         );
-        let body = self.read_body(framing, data_source, &mut writer, &version, leave);
+        let body = self.read_body(framing, data_source, &version, leave);
         let head = Head {
             method,
             path,
@@ -294,11 +301,13 @@ impl ClientConnection {
             last,
             keep_alive_10,
         };
+        let (tx, rx) = slot();
+        self.pending = Some(rx);
         Ok(request::new_request(
             head,
             body,
             *self.remote_addr.as_ref().unwrap_or(&None),
-            writer,
+            (tx, Some(self.reply_budget.clone())),
             self.shared.clone(),
             &self.limits,
         ))
@@ -308,11 +317,10 @@ impl ClientConnection {
     /// shared memory budget and `body_timeout`; a larger one (or, with
     /// `leave`, one of known length) is left on the stream. Sends
     /// `100 Continue` first when the client waits for it.
-    fn read_body<W: Write>(
-        &self,
+    fn read_body(
+        &mut self,
         framing: Framing,
         mut source: SequentialReader<Source>,
-        writer: &mut W,
         version: &HTTPVersion,
         leave: bool,
     ) -> BodySource<SequentialReader<Source>> {
@@ -342,7 +350,11 @@ impl ClientConnection {
         };
         if framing.expects_continue {
             let line = format!("HTTP/{}.{} 100 Continue\r\n\r\n", version.0, version.1);
-            if writer.write_all(line.as_bytes()).and_then(|_| writer.flush()).is_err() {
+            let sent = match self.writer.as_mut() {
+                Some(w) => w.write_all(line.as_bytes()).and_then(|_| w.flush()).is_ok(),
+                None => false,
+            };
+            if !sent {
                 return read_result(Vec::new(), BodyStatus::Truncated, Some(share));
             }
         }
@@ -380,6 +392,40 @@ impl ClientConnection {
         read_result(data, status, Some(share))
     }
 
+    /// Waits for the answer to the request handed out last and writes it
+    /// (this thread alone writes to the socket, so whoever answered never
+    /// waits for the client). False when the connection ends here: it
+    /// closes after this answer, a stream took the socket over, the
+    /// write failed, or the request vanished unanswered.
+    pub fn deliver(&mut self) -> bool {
+        let Some(rx) = self.pending.take() else {
+            return true;
+        };
+        match rx.recv() {
+            Ok(Outgoing::Bytes { data, close, share }) => {
+                let written = match self.writer.as_mut() {
+                    Some(w) => w.write_all(&data).and_then(|_| w.flush()).is_ok(),
+                    None => false,
+                };
+                drop(share);
+                if close || !written {
+                    self.shared.close();
+                }
+                written && !close && !self.shared.is_closing()
+            }
+            Ok(Outgoing::Handover(to)) => {
+                self.shared.close();
+                if let Some(w) = self.writer.take() {
+                    let _ = to.send(Box::new(w));
+                }
+                false
+            }
+            Err(_) => {
+                self.shared.close();
+                false
+            }
+        }
+    }
 
     /// After the last request: waits until its response is written, sends
     /// FIN, then reads and discards what the client still sends (for at
@@ -390,11 +436,14 @@ impl ClientConnection {
             return;
         }
         let linger = self.limits.linger;
-        self.sink.finish_with(|w| {
-            let _ = std::io::Write::flush(w);
-            w.get_ref().set_read_timeout(Some(Duration::from_millis(100).min(linger)));
-            w.get_ref().shutdown_write();
-        });
+        // A stream took the write side over: nothing to wind down here.
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        let _ = w.flush();
+        w.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(100).min(linger)));
+        w.get_ref().shutdown_write();
         self.shared.start_linger();
         let deadline = Instant::now() + linger;
         let mut buf = [0u8; 8 * 1024];
@@ -471,14 +520,15 @@ impl Iterator for ClientConnection {
             }
             Err(ReadError::Protocol(e, version, headers)) => {
                 self.no_more_requests = true;
-                let writer = self.sink.next().unwrap();
+                let (tx, rx) = slot();
+                self.pending = Some(rx);
                 let addr = *self.remote_addr.as_ref().unwrap_or(&None);
                 Some(request::rejected(
                     e,
                     version,
                     headers,
                     addr,
-                    writer,
+                    tx,
                     self.shared.clone(),
                 ))
             }
@@ -605,12 +655,27 @@ mod test {
         assert!(h.field.equiv("content-type"));
         assert_eq!(h.value.as_str(), "text/plain");
         assert_eq!(parse_header(b"X-Empty:").unwrap().value.as_str(), "");
-        assert_eq!(parse_header(b"Host : x").err(), Some(ProtocolError::HeaderLine));
-        assert_eq!(parse_header(b" folded").err(), Some(ProtocolError::HeaderLine));
-        assert_eq!(parse_header(b"NoColon").err(), Some(ProtocolError::HeaderLine));
+        assert_eq!(
+            parse_header(b"Host : x").err(),
+            Some(ProtocolError::HeaderLine)
+        );
+        assert_eq!(
+            parse_header(b" folded").err(),
+            Some(ProtocolError::HeaderLine)
+        );
+        assert_eq!(
+            parse_header(b"NoColon").err(),
+            Some(ProtocolError::HeaderLine)
+        );
         assert_eq!(parse_header(b": v").err(), Some(ProtocolError::HeaderLine));
-        assert_eq!(parse_header("X-A: caf\u{e9}".as_bytes()).err(), Some(ProtocolError::NotAscii));
-        assert_eq!(parse_header(b"X-A: a\x00b").err(), Some(ProtocolError::NotAscii));
+        assert_eq!(
+            parse_header("X-A: caf\u{e9}".as_bytes()).err(),
+            Some(ProtocolError::NotAscii)
+        );
+        assert_eq!(
+            parse_header(b"X-A: a\x00b").err(),
+            Some(ProtocolError::NotAscii)
+        );
     }
 
     #[test]
@@ -628,6 +693,9 @@ mod test {
             (false, true)
         );
         // "closed" is not "close"
-        assert_eq!(persistence(&HTTPVersion(1, 1), &h("closed")), (false, false));
+        assert_eq!(
+            persistence(&HTTPVersion(1, 1), &h("closed")),
+            (false, false)
+        );
     }
 }

@@ -90,7 +90,10 @@ impl fmt::Display for ProtocolError {
                 f.write_str("conflicting Content-Length headers")
             }
             ProtocolError::TransferEncoding(v) => {
-                write!(f, "unsupported Transfer-Encoding: {v} (only chunked is accepted)")
+                write!(
+                    f,
+                    "unsupported Transfer-Encoding: {v} (only chunked is accepted)"
+                )
             }
             ProtocolError::LengthAndEncoding => {
                 f.write_str("Content-Length and Transfer-Encoding must not be sent together")

@@ -143,11 +143,14 @@ mod tests {
 
     #[test]
     fn only_a_lone_chunked_coding_is_accepted() {
-        assert_eq!(
-            body(&[("Transfer-Encoding", "Chunked")]),
-            Ok(Body::Chunked)
-        );
-        for bad in ["gzip", "gzip, chunked", "chunked, gzip", "identity", "chunked, chunked"] {
+        assert_eq!(body(&[("Transfer-Encoding", "Chunked")]), Ok(Body::Chunked));
+        for bad in [
+            "gzip",
+            "gzip, chunked",
+            "chunked, gzip",
+            "identity",
+            "chunked, chunked",
+        ] {
             assert!(
                 matches!(
                     body(&[("Transfer-Encoding", bad)]),
@@ -157,7 +160,10 @@ mod tests {
             );
         }
         assert!(matches!(
-            body(&[("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")]),
+            body(&[
+                ("Transfer-Encoding", "chunked"),
+                ("Transfer-Encoding", "chunked")
+            ]),
             Err(ProtocolError::TransferEncoding(_))
         ));
         assert_eq!(

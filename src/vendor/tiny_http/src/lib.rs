@@ -119,8 +119,8 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use limits::{unavailable, Limits};
 pub use error::ProtocolError;
+pub use limits::{unavailable, Limits};
 pub use request::{BodyStatus, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -241,9 +241,11 @@ impl Server {
         let messages = MessagesQueue::with_capacity(8);
         let connections = Arc::new(util::Counter::default());
         let budget = util::Budget::new(limits.body_budget);
+        let reply_budget = util::Budget::new(limits.reply_budget);
         let accept = Acceptor {
             listener,
             budget,
+            reply_budget,
             limits: Arc::new(limits),
             close: close_trigger.clone(),
             messages: messages.clone(),
@@ -333,6 +335,7 @@ impl Server {
 struct Acceptor {
     listener: Listener,
     budget: Arc<util::Budget>,
+    reply_budget: Arc<util::Budget>,
     limits: Arc<Limits>,
     close: Arc<AtomicBool>,
     messages: Arc<MessagesQueue<Message>>,
@@ -386,6 +389,7 @@ impl Acceptor {
         };
         let limits = self.limits.clone();
         let budget = self.budget.clone();
+        let reply_budget = self.reply_budget.clone();
         let messages = self.messages.clone();
         // If no thread can be started, the closure (and with it the
         // socket) is dropped: the client sees its connection closed at once.
@@ -394,12 +398,19 @@ impl Acceptor {
             .stack_size(limits.connection_stack)
             .spawn(move || {
                 let _slot = slot;
-                let mut client =
-                    ClientConnection::new(write_closable, read_closable, limits.clone(), budget);
-                for rq in client.by_ref() {
+                let mut client = ClientConnection::new(
+                    write_closable,
+                    read_closable,
+                    limits.clone(),
+                    budget,
+                    reply_budget,
+                );
+                while let Some(rq) = client.next() {
                     if let Err(Message::NewRequest(rq)) = messages.push(rq.into()) {
                         // The server is shutting down: nobody will serve it.
                         rq.respond_raw(&limits.closing_response);
+                    }
+                    if !client.deliver() {
                         break;
                     }
                 }

@@ -36,6 +36,10 @@ pub struct Limits {
     pub body_budget: usize,
     /// The whole body must arrive within this.
     pub body_timeout: Duration,
+    /// Responses waiting to be written (to clients that read slowly)
+    /// share this many bytes; an answer that finds no room within 2 s is
+    /// replaced by a short 503.
+    pub reply_budget: usize,
     /// Bytes of an unread request body that are read and discarded so
     /// the connection can carry another request; a longer remainder
     /// closes the connection instead.
@@ -73,6 +77,7 @@ impl Default for Limits {
             max_body: 8 * 1024 * 1024,
             body_budget: 128 * 1024 * 1024,
             body_timeout: Duration::from_secs(30),
+            reply_budget: 256 * 1024 * 1024,
             drain_limit: 64 * 1024,
             linger: Duration::from_secs(2),
             nodelay: true,

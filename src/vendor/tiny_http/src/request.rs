@@ -1,10 +1,13 @@
-use std::io::{self, Cursor, ErrorKind, Read, Write};
+use std::io::{self, Cursor, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::util::{LengthBody, Share, Shared};
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant};
+
+use crate::util::{Budget, LengthBody, Outgoing, Share, Shared};
 use crate::{HTTPVersion, Header, Limits, Method, ProtocolError, Response};
 
 /// Represents an HTTP request made by a client.
@@ -54,8 +57,12 @@ pub struct Request {
     // where to read the body from
     data_reader: Option<Box<dyn Read + Send + 'static>>,
 
-    // if this writer is empty, then the request has been answered
-    response_writer: Option<Box<dyn Write + Send + 'static>>,
+    // where the response goes (the connection's thread writes it); empty
+    // once the request has been answered
+    reply: Option<SyncSender<Outgoing>>,
+
+    // what unsent responses may hold in memory, all connections together
+    reply_budget: Option<Arc<Budget>>,
 
     remote_addr: Option<SocketAddr>,
 
@@ -132,17 +139,16 @@ pub(crate) enum BodySource<R> {
 }
 
 /// Builds a new request from a parsed head and its body.
-pub(crate) fn new_request<R, W>(
+pub(crate) fn new_request<R>(
     head: Head,
     body: BodySource<R>,
     remote_addr: Option<SocketAddr>,
-    writer: W,
+    reply: (SyncSender<Outgoing>, Option<Arc<Budget>>),
     shared: Arc<Shared>,
     limits: &Limits,
 ) -> Request
 where
     R: Read + Send + 'static,
-    W: Write + Send + 'static,
 {
     let (reader, body_length, body_status, share): (Box<dyn Read + Send>, _, _, _) = match body {
         BodySource::Read {
@@ -154,7 +160,12 @@ where
             (Box::new(Cursor::new(data)), Some(len), status, share)
         }
         BodySource::Unread(source, len) => (
-            Box::new(LengthBody::new(source, len, shared.clone(), limits.drain_limit)),
+            Box::new(LengthBody::new(
+                source,
+                len,
+                shared.clone(),
+                limits.drain_limit,
+            )),
             Some(usize::try_from(len).unwrap_or(usize::MAX)),
             BodyStatus::Unread,
             None,
@@ -165,7 +176,8 @@ where
     }
     Request {
         data_reader: Some(reader),
-        response_writer: Some(Box::new(writer)),
+        reply: Some(reply.0),
+        reply_budget: reply.1,
         remote_addr,
         method: head.method,
         path: head.path,
@@ -182,21 +194,19 @@ where
 }
 
 /// Builds the request that carries a protocol error to the application.
-pub(crate) fn rejected<W>(
+pub(crate) fn rejected(
     error: ProtocolError,
     version: HTTPVersion,
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
-    writer: W,
+    reply: SyncSender<Outgoing>,
     shared: Arc<Shared>,
-) -> Request
-where
-    W: Write + Send + 'static,
-{
+) -> Request {
     shared.close();
     Request {
         data_reader: Some(Box::new(io::empty())),
-        response_writer: Some(Box::new(writer)),
+        reply: Some(reply),
+        reply_budget: None,
         remote_addr,
         method: Method::Get,
         path: "/".into(),
@@ -317,22 +327,26 @@ impl Request {
     /// The writer has a raw access to the stream to the user.
     /// This function is useful for things like CGI.
     ///
-    /// Note that the destruction of the `Writer` object may trigger
-    /// some events. For exemple if a client has sent multiple requests and the requests
-    /// have been processed in parallel, the destruction of a writer will trigger
-    /// the writing of the next response.
-    /// Therefore you should always destroy the `Writer` as soon as possible.
-    ///
-    /// In this copy the connection carries no further request after the
-    /// writer: it closes once the writer is dropped.
+    /// In this copy the connection's thread hands its socket's write side
+    /// over and reads no further request; the connection closes once the
+    /// writer is dropped. Writes through it block only the caller.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
         self.shared.close();
         drop(self.data_reader.take());
-        self.response_writer.take().unwrap()
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        match self.reply.take() {
+            Some(reply) if reply.send(Outgoing::Handover(tx)).is_ok() => rx
+                .recv()
+                .unwrap_or_else(|_| Box::new(io::sink()) as Box<dyn Write + Send>),
+            _ => Box::new(io::sink()),
+        }
     }
 
     /// Sends a response to this request.
+    ///
+    /// In this copy the response is serialized here and written by the
+    /// connection's own thread, so this never waits for the client.
     #[inline]
     pub fn respond<R>(mut self, response: Response<R>) -> Result<(), io::Error>
     where
@@ -347,8 +361,12 @@ impl Request {
     pub fn respond_raw(mut self, message: &[u8]) {
         self.shared.close();
         drop(self.data_reader.take());
-        if let Some(mut writer) = self.response_writer.take() {
-            let _ = writer.write_all(message).and_then(|_| writer.flush());
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(Outgoing::Bytes {
+                data: message.to_vec(),
+                close: true,
+                share: None,
+            });
         }
     }
 
@@ -356,7 +374,9 @@ impl Request {
     where
         R: Read,
     {
-        let mut writer = self.response_writer.take().unwrap();
+        let Some(reply) = self.reply.take() else {
+            return Ok(());
+        };
         if self.last || response.closes() {
             self.shared.close();
         }
@@ -371,28 +391,34 @@ impl Request {
         } else {
             None
         };
-
         let do_not_send_body = self.method == Method::Head;
-
-        Self::ignore_client_closing_errors(response.raw_print(
-            writer.by_ref(),
+        let mut data = Vec::with_capacity(512);
+        response.raw_print(
+            &mut data,
             self.http_version.clone(),
             &self.headers,
             do_not_send_body,
             connection,
-        ))?;
-
-        Self::ignore_client_closing_errors(writer.flush())
-    }
-
-    fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {
-        result.or_else(|err| match err.kind() {
-            ErrorKind::BrokenPipe => Ok(()),
-            ErrorKind::ConnectionAborted => Ok(()),
-            ErrorKind::ConnectionRefused => Ok(()),
-            ErrorKind::ConnectionReset => Ok(()),
-            _ => Err(err),
-        })
+        )?;
+        // Unsent responses share a memory budget; past it (many clients
+        // that do not read), this one is refused instead.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let share = match &self.reply_budget {
+            None => None,
+            Some(b) => match b.acquire(data.len(), deadline) {
+                Some(share) => Some(share),
+                None => {
+                    self.shared.close();
+                    data =
+                        crate::unavailable("server is busy sending other responses; retry shortly");
+                    None
+                }
+            },
+        };
+        let close = self.shared.is_closing();
+        // A connection that went away meanwhile just drops the answer.
+        let _ = reply.send(Outgoing::Bytes { data, close, share });
+        Ok(())
     }
 }
 
@@ -408,7 +434,7 @@ impl fmt::Debug for Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if self.response_writer.is_some() {
+        if self.reply.is_some() {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
         }

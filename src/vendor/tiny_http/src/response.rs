@@ -356,7 +356,9 @@ where
             }
             TransferEncoding::Identity => {
                 let len = data_length.unwrap_or(0);
-                (&mut reader).take(len.min(ONE_WRITE) as u64).read_to_end(&mut out)?;
+                (&mut reader)
+                    .take(len.min(ONE_WRITE) as u64)
+                    .read_to_end(&mut out)?;
                 writer.write_all(&out)?;
                 if len > ONE_WRITE {
                     io::copy(&mut reader, &mut writer)?;

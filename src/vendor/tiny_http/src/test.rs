@@ -1,4 +1,7 @@
-use crate::{request::{new_request, BodySource, BodyStatus, Head}, HTTPVersion, Header, HeaderField, Method, Request};
+use crate::{
+    request::{new_request, BodySource, BodyStatus, Head},
+    HTTPVersion, Header, HeaderField, Method, Request,
+};
 use ascii::AsciiString;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -81,7 +84,7 @@ impl From<TestRequest> for Request {
             head,
             body,
             Some(mock.remote_addr),
-            std::io::sink(),
+            (crate::util::slot().0, None),
             std::sync::Arc::new(crate::util::Shared::default()),
             &crate::Limits::default(),
         )

@@ -74,7 +74,9 @@ impl<R: Read> Read for LengthBody<R> {
         if self.left == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
             // The client went away inside its body.
@@ -182,7 +184,8 @@ impl<R: Read> ChunkedBody<R> {
         let digits = line.split(|b| *b == b';').next().unwrap_or(&[]);
         let digits = std::str::from_utf8(digits).map_err(|_| invalid("bad chunk size"))?;
         let digits = digits.trim_end_matches([' ', '\t']);
-        if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return Err(invalid("bad chunk size"));
         }
         u64::from_str_radix(digits, 16).map_err(|_| invalid("bad chunk size"))
@@ -383,7 +386,11 @@ mod tests {
             let mut src = raw;
             let s = shared();
             let mut b = ChunkedBody::new(&mut src, s.clone());
-            assert!(read_all(&mut b).is_err(), "{:?}", String::from_utf8_lossy(raw));
+            assert!(
+                read_all(&mut b).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
             drop(b);
             assert!(s.is_closing());
         }

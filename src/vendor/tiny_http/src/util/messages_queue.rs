@@ -106,7 +106,10 @@ where
                 None => (),
             }
             let now = Instant::now();
-            let (_queue, result) = self.condvar.wait_timeout(queue, duration).unwrap_or_else(|p| p.into_inner());
+            let (_queue, result) = self
+                .condvar
+                .wait_timeout(queue, duration)
+                .unwrap_or_else(|p| p.into_inner());
             queue = _queue;
             let sleep_time = now.elapsed();
             duration = if duration > sleep_time {

@@ -15,7 +15,9 @@ pub struct RefinedTcpStream {
 impl RefinedTcpStream {
     /// Splits a connection in two halves; gives it back if its
     /// descriptor cannot be duplicated (out of descriptors).
-    pub(crate) fn new(stream: Connection) -> Result<(RefinedTcpStream, RefinedTcpStream), Connection> {
+    pub(crate) fn new(
+        stream: Connection,
+    ) -> Result<(RefinedTcpStream, RefinedTcpStream), Connection> {
         let read = match stream.try_clone() {
             Ok(r) => r,
             Err(_) => return Err(stream),

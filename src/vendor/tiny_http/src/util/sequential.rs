@@ -1,9 +1,8 @@
+use std::io::Read;
 use std::io::Result as IoResult;
-use std::io::{Read, Write};
 
 use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
 
 use std::mem;
 
@@ -39,53 +38,11 @@ where
     Empty,
 }
 
-pub struct SequentialWriterBuilder<W>
-where
-    W: Write + Send,
-{
-    writer: Arc<Mutex<W>>,
-    next_trigger: Option<Receiver<()>>,
-}
-
-pub struct SequentialWriter<W>
-where
-    W: Write + Send,
-{
-    trigger: Option<Receiver<()>>,
-    writer: Arc<Mutex<W>>,
-    on_finish: Sender<()>,
-}
-
 impl<R: Read + Send> SequentialReaderBuilder<R> {
     pub fn new(reader: R) -> SequentialReaderBuilder<R> {
         SequentialReaderBuilder {
             inner: SequentialReaderBuilderInner::First(reader),
         }
-    }
-}
-
-impl<W: Write + Send> SequentialWriterBuilder<W> {
-    pub fn new(writer: W) -> SequentialWriterBuilder<W> {
-        SequentialWriterBuilder {
-            writer: Arc::new(Mutex::new(writer)),
-            next_trigger: None,
-        }
-    }
-}
-
-fn lock<W>(m: &Mutex<W>) -> std::sync::MutexGuard<'_, W> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl<W: Write + Send> SequentialWriterBuilder<W> {
-    /// Waits until every writer handed out so far is dropped (their
-    /// responses are written), then runs `f` on the inner writer (an
-    /// addition of this copy, for closing a connection cleanly).
-    pub fn finish_with<T>(&mut self, f: impl FnOnce(&mut W) -> T) -> T {
-        if let Some(rx) = self.next_trigger.take() {
-            let _ = rx.recv();
-        }
-        f(&mut lock(&self.writer))
     }
 }
 
@@ -111,21 +68,6 @@ impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
     }
 }
 
-impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
-    type Item = SequentialWriter<W>;
-    fn next(&mut self) -> Option<SequentialWriter<W>> {
-        let (tx, rx) = channel();
-        let mut next_next_trigger = Some(rx);
-        ::std::mem::swap(&mut next_next_trigger, &mut self.next_trigger);
-
-        Some(SequentialWriter {
-            trigger: next_next_trigger,
-            writer: self.writer.clone(),
-            on_finish: tx,
-        })
-    }
-}
-
 impl<R: Read + Send> Read for SequentialReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         let mut reader = match self.inner {
@@ -148,26 +90,6 @@ impl<R: Read + Send> Read for SequentialReader<R> {
     }
 }
 
-impl<W: Write + Send> Write for SequentialWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        if let Some(v) = self.trigger.as_mut() {
-            let _ = v.recv();
-        }
-        self.trigger = None;
-
-        lock(&self.writer).write(buf)
-    }
-
-    fn flush(&mut self) -> IoResult<()> {
-        if let Some(v) = self.trigger.as_mut() {
-            let _ = v.recv();
-        }
-        self.trigger = None;
-
-        lock(&self.writer).flush()
-    }
-}
-
 impl<R> Drop for SequentialReader<R>
 where
     R: Read + Send,
@@ -186,14 +108,5 @@ where
             }
             SequentialReaderInner::Empty => (),
         }
-    }
-}
-
-impl<W> Drop for SequentialWriter<W>
-where
-    W: Write + Send,
-{
-    fn drop(&mut self) {
-        self.on_finish.send(()).ok();
     }
 }

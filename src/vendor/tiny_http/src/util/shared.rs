@@ -146,7 +146,10 @@ impl Shared {
     }
 
     pub fn take_leftover(&self) -> Option<Leftover> {
-        self.leftover.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.leftover
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     pub fn start_linger(&self) {
