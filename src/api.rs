@@ -202,7 +202,22 @@ impl Reply {
     }
 
     pub fn from_error(e: &Error) -> Reply {
-        Reply::error(e.status(), &e.envelope_message())
+        let (status, message) = status_of(e);
+        Reply::error(status, &message)
+    }
+}
+
+/// The HTTP status and envelope text an error becomes.
+pub fn status_of(e: &Error) -> (u16, String) {
+    match e {
+        Error::Invalid(m) => (400, m.clone()),
+        Error::NotFound(m) => (404, m.clone()),
+        Error::Conflict(m) => (409, m.clone()),
+        Error::Unavailable(m) => (503, m.clone()),
+        Error::Internal(m) => (500, m.clone()),
+        Error::Hub { status, message } => (*status, message.clone()),
+        e if e.is_busy() => (503, "database is busy, try again".into()),
+        other => (500, format!("internal error: {other}")),
     }
 }
 
@@ -274,16 +289,14 @@ fn dispatch(s: &Arc<State>, route: &Route, c: &Call) -> Result<Outcome> {
         Route::Bootstrap => {
             let agent = q
                 .get("agent_id")
-                .ok_or_else(|| Error::bad("agent_id query parameter is required"))?;
+                .ok_or_else(|| Error::invalid("agent_id query parameter is required"))?;
             Reply::ok(s.store.bootstrap(agent)?).into()
         }
         Route::Channels => Reply::ok(s.store.list_channels()?).into(),
         Route::CreateChannel => {
-            let name = req_string(b, "name").map_err(Error::bad)?;
-            let created_by = opt_string(b, "created_by").map_err(Error::bad)?;
-            let metadata = opt_object(b, "metadata")
-                .map_err(Error::bad)?
-                .unwrap_or_default();
+            let name = req_string(b, "name")?;
+            let created_by = opt_string(b, "created_by")?;
+            let metadata = opt_object(b, "metadata")?.unwrap_or_default();
             let (ch, created) = s
                 .store
                 .create_channel(&name, created_by.as_deref(), &metadata)?;
@@ -295,24 +308,18 @@ fn dispatch(s: &Arc<State>, route: &Route, c: &Call) -> Result<Outcome> {
             .into()
         }
         Route::CreateSession => {
-            let agent_id = req_string(b, "agent_id").map_err(Error::bad)?;
-            let display = opt_string(b, "display_name")
-                .map_err(Error::bad)?
-                .filter(|d| !d.is_empty());
-            let caps = opt_list(b, "capabilities")
-                .map_err(Error::bad)?
-                .unwrap_or_default();
+            let agent_id = req_string(b, "agent_id")?;
+            let display = opt_string(b, "display_name")?.filter(|d| !d.is_empty());
+            let caps = opt_list(b, "capabilities")?.unwrap_or_default();
             // Scalars are stringified like Python's str(); a list or object
             // would only become Python repr text, so it is refused (§15.12).
             let caps: Vec<String> = caps
                 .iter()
                 .map(input::scalar_string)
                 .collect::<Option<_>>()
-                .ok_or_else(|| Error::bad("capabilities must not contain lists or objects"))?;
-            let metadata = opt_object(b, "metadata")
-                .map_err(Error::bad)?
-                .unwrap_or_default();
-            let replace = opt_bool(b, "replace").map_err(Error::bad)?.unwrap_or(false);
+                .ok_or_else(|| Error::invalid("capabilities must not contain lists or objects"))?;
+            let metadata = opt_object(b, "metadata")?.unwrap_or_default();
+            let replace = opt_bool(b, "replace")?.unwrap_or(false);
             let display = display.unwrap_or_else(|| agent_id.clone());
             Reply::created(
                 s.store
@@ -321,9 +328,11 @@ fn dispatch(s: &Arc<State>, route: &Route, c: &Call) -> Result<Outcome> {
             .into()
         }
         Route::RenameSession(agent) => {
-            let name = req_string(b, "display_name").map_err(Error::bad)?;
+            let name = req_string(b, "display_name")?;
             if name.chars().count() > 64 {
-                return Err(Error::bad("display_name must be 64 characters or fewer"));
+                return Err(Error::invalid(
+                    "display_name must be 64 characters or fewer",
+                ));
             }
             Reply::ok(s.store.rename_session(agent, &name)?).into()
         }
@@ -342,7 +351,7 @@ fn dispatch(s: &Arc<State>, route: &Route, c: &Call) -> Result<Outcome> {
         Route::Threads => Reply::ok(s.store.list_threads()?).into(),
         Route::Thread(tid) => {
             let limit = match q.get("limit") {
-                Some(_) => Some(q.limit(i64::MAX).map_err(Error::bad)?),
+                Some(_) => Some(q.limit(i64::MAX)?),
                 None => None,
             };
             let tail = q.flag("tail");
@@ -351,7 +360,7 @@ fn dispatch(s: &Arc<State>, route: &Route, c: &Call) -> Result<Outcome> {
             } else {
                 limit
             };
-            let since = q.since_id().map_err(Error::bad)?;
+            let since = q.since_id()?;
             match s.store.thread_detail(tid, since, limit, tail)? {
                 Some(d) => Reply::ok(d).into(),
                 None => return Err(Error::not_found("thread not found")),
@@ -368,22 +377,16 @@ fn dispatch(s: &Arc<State>, route: &Route, c: &Call) -> Result<Outcome> {
         )
         .into(),
         Route::Claim => {
-            let owner = req_string(b, "owner_agent_id").map_err(Error::bad)?;
-            let key = opt_string(b, "claim_key")
-                .map_err(Error::bad)?
-                .unwrap_or_default();
-            let task_id = opt_int(b, "task_message_id").map_err(Error::bad)?;
-            let thread = opt_string(b, "thread_id")
-                .map_err(Error::bad)?
-                .filter(|t| !t.is_empty());
+            let owner = req_string(b, "owner_agent_id")?;
+            let key = opt_string(b, "claim_key")?.unwrap_or_default();
+            let task_id = opt_int(b, "task_message_id")?;
+            let thread = opt_string(b, "thread_id")?.filter(|t| !t.is_empty());
             let ttl = ttl(b)?;
-            let metadata = opt_object(b, "metadata")
-                .map_err(Error::bad)?
-                .unwrap_or_default();
+            let metadata = opt_object(b, "metadata")?.unwrap_or_default();
             let key = if key.is_empty() {
                 match task_id {
                     Some(id) => format!("task-{id}"),
-                    None => return Err(Error::bad("claim_key or task_message_id is required")),
+                    None => return Err(Error::invalid("claim_key or task_message_id is required")),
                 }
             } else {
                 key
@@ -394,47 +397,45 @@ fn dispatch(s: &Arc<State>, route: &Route, c: &Call) -> Result<Outcome> {
             lease_reply(claim, acquired).into()
         }
         Route::ClaimRefresh => {
-            let key = req_string(b, "claim_key").map_err(Error::bad)?;
-            let owner = req_string(b, "owner_agent_id").map_err(Error::bad)?;
+            let key = req_string(b, "claim_key")?;
+            let owner = req_string(b, "owner_agent_id")?;
             let ttl = ttl(b)?;
             lease_reply(s.store.refresh_claim(&key, &owner, ttl)?, true)
                 .with_status(200)
                 .into()
         }
         Route::ClaimRelease => {
-            let key = req_string(b, "claim_key").map_err(Error::bad)?;
-            let agent = req_string(b, "agent_id").map_err(Error::bad)?;
+            let key = req_string(b, "claim_key")?;
+            let agent = req_string(b, "agent_id")?;
             Reply::ok(s.store.release_claim(&key, &agent)?).into()
         }
         Route::Lock => {
-            let agent = req_string(b, "agent_id").map_err(Error::bad)?;
-            let path = req_string(b, "file_path").map_err(Error::bad)?;
+            let agent = req_string(b, "agent_id")?;
+            let path = req_string(b, "file_path")?;
             let ttl = ttl(b)?;
-            let metadata = opt_object(b, "metadata")
-                .map_err(Error::bad)?
-                .unwrap_or_default();
+            let metadata = opt_object(b, "metadata")?.unwrap_or_default();
             let (lock, acquired) = s.store.acquire_lock(&agent, &path, ttl, &metadata)?;
             lease_reply(lock, acquired).into()
         }
         Route::LockRefresh => {
-            let agent = req_string(b, "agent_id").map_err(Error::bad)?;
-            let path = req_string(b, "file_path").map_err(Error::bad)?;
+            let agent = req_string(b, "agent_id")?;
+            let path = req_string(b, "file_path")?;
             let ttl = ttl(b)?;
             lease_reply(s.store.refresh_lock(&path, &agent, ttl)?, true)
                 .with_status(200)
                 .into()
         }
         Route::LockRelease => {
-            let agent = req_string(b, "agent_id").map_err(Error::bad)?;
-            let path = req_string(b, "file_path").map_err(Error::bad)?;
+            let agent = req_string(b, "agent_id")?;
+            let path = req_string(b, "file_path")?;
             Reply::ok(s.store.release_lock(&path, &agent)?).into()
         }
         Route::Tasks => {
-            let parent = q.int("parent_id").map_err(Error::bad)?;
+            let parent = q.int("parent_id")?;
             let status = q.get("status");
             if let Some(st) = status {
                 if st != "open" && st != "done" {
-                    return Err(Error::bad("status must be 'open' or 'done'"));
+                    return Err(Error::invalid("status must be 'open' or 'done'"));
                 }
             }
             Reply::ok(
@@ -457,18 +458,18 @@ fn dispatch(s: &Arc<State>, route: &Route, c: &Call) -> Result<Outcome> {
         }
         Route::ShutdownStatus => Reply::ok(s.shutdown_status()).into(),
         Route::Shutdown => {
-            let delay = opt_int(b, "delay_sec").map_err(Error::bad)?.unwrap_or(60);
+            let delay = opt_int(b, "delay_sec")?.unwrap_or(60);
             if delay < 0 {
-                return Err(Error::bad("delay_sec must be >= 0"));
+                return Err(Error::invalid("delay_sec must be >= 0"));
             }
             if delay > 3600 {
-                return Err(Error::bad("delay_sec must be <= 3600"));
+                return Err(Error::invalid("delay_sec must be <= 3600"));
             }
             Reply::ok(s.arm_shutdown(delay)?).into()
         }
         Route::ShutdownCancel => Reply::ok(s.cancel_shutdown()?).into(),
         Route::Network => {
-            if let Some(want) = opt_bool(b, "allow_remote").map_err(Error::bad)? {
+            if let Some(want) = opt_bool(b, "allow_remote")? {
                 s.set_allow_remote(want)?;
             }
             Reply::ok(json!({"allow_remote": s.allow_remote(), "listen_host": s.config.host}))
@@ -496,12 +497,14 @@ fn lease_reply<T: Serialize>(row: T, acquired: bool) -> Reply {
 
 /// `ttl_sec`: default 300, at least 5, at most ten years (spec §15 item 6).
 fn ttl(b: &Map<String, Value>) -> Result<i64> {
-    let ttl = opt_int(b, "ttl_sec").map_err(Error::bad)?.unwrap_or(300);
+    let ttl = opt_int(b, "ttl_sec")?.unwrap_or(300);
     if ttl < 5 {
-        return Err(Error::bad("ttl_sec must be at least 5"));
+        return Err(Error::invalid("ttl_sec must be at least 5"));
     }
     if ttl > MAX_TTL_SEC {
-        return Err(Error::bad(format!("ttl_sec must be at most {MAX_TTL_SEC}")));
+        return Err(Error::invalid(format!(
+            "ttl_sec must be at most {MAX_TTL_SEC}"
+        )));
     }
     Ok(ttl)
 }
@@ -519,7 +522,7 @@ fn truthy(v: Option<&Value>) -> bool {
 }
 
 fn string_of(v: &Value, key: &str) -> Result<String> {
-    input::scalar_string(v).ok_or_else(|| Error::bad(format!("{key} must be a string")))
+    input::scalar_string(v).ok_or_else(|| Error::invalid(format!("{key} must be a string")))
 }
 
 /// Spec §4.10 steps 1–12, in order; step 13 (channel existence) runs in the
@@ -529,9 +532,9 @@ fn normalize_message(s: &State, b: &Map<String, Value>) -> Result<NewMessage> {
         None => None,
         Some(v) => {
             let id = input::coerce_int(v)
-                .ok_or_else(|| Error::bad("parent_task_id must be an integer"))?;
+                .ok_or_else(|| Error::invalid("parent_task_id must be an integer"))?;
             if !s.store.task_exists(id)? {
-                return Err(Error::bad("parent_task_id references unknown task"));
+                return Err(Error::invalid("parent_task_id references unknown task"));
             }
             Some(id)
         }
@@ -541,7 +544,7 @@ fn normalize_message(s: &State, b: &Map<String, Value>) -> Result<NewMessage> {
         Some(v) => string_of(v, "from_agent")?.trim().to_string(),
     };
     if from_agent.is_empty() {
-        return Err(Error::bad("from_agent is required"));
+        return Err(Error::invalid("from_agent is required"));
     }
     let to_agent = match field(b, "to_agent") {
         None => None,
@@ -555,14 +558,14 @@ fn normalize_message(s: &State, b: &Map<String, Value>) -> Result<NewMessage> {
         _ => "general".to_string(),
     };
     if channel.is_empty() {
-        return Err(Error::bad("channel must be non-empty"));
+        return Err(Error::invalid("channel must be non-empty"));
     }
     let kind = match field(b, "kind") {
         None => "chat".to_string(),
         Some(v) => string_of(v, "kind")?.trim().to_lowercase(),
     };
     if !MESSAGE_KINDS.contains(&kind.as_str()) {
-        return Err(Error::bad(format!("unsupported kind: {kind}")));
+        return Err(Error::invalid(format!("unsupported kind: {kind}")));
     }
     let body = match field(b, "body") {
         None => String::new(),
@@ -572,22 +575,22 @@ fn normalize_message(s: &State, b: &Map<String, Value>) -> Result<NewMessage> {
         v if !truthy(v) => Vec::new(),
         Some(Value::Array(items)) => {
             if items.len() > s.config.max_attachments {
-                return Err(Error::bad("too many attachments"));
+                return Err(Error::invalid("too many attachments"));
             }
             items
                 .iter()
                 .map(|a| normalize_attachment(a, s.config.max_attachment_chars))
                 .collect::<Result<Vec<_>>>()?
         }
-        _ => return Err(Error::bad("attachments must be a list")),
+        _ => return Err(Error::invalid("attachments must be a list")),
     };
     if body.is_empty() && attachments.is_empty() {
-        return Err(Error::bad("body or attachments is required"));
+        return Err(Error::invalid("body or attachments is required"));
     }
     if body.chars().count() > s.config.max_body_chars {
-        return Err(Error::bad("body exceeds max size"));
+        return Err(Error::invalid("body exceeds max size"));
     }
-    let reply_to = opt_int(b, "reply_to").map_err(Error::bad)?;
+    let reply_to = opt_int(b, "reply_to")?;
     let thread_id = match field(b, "thread_id") {
         None => None,
         Some(v) => Some(string_of(v, "thread_id")?.trim().to_string()).filter(|t| !t.is_empty()),
@@ -595,7 +598,7 @@ fn normalize_message(s: &State, b: &Map<String, Value>) -> Result<NewMessage> {
     let metadata = match b.get("metadata") {
         v if !truthy(v) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
-        _ => return Err(Error::bad("metadata must be a JSON object")),
+        _ => return Err(Error::invalid("metadata must be a JSON object")),
     };
     Ok(NewMessage {
         from_agent,
@@ -613,7 +616,7 @@ fn normalize_message(s: &State, b: &Map<String, Value>) -> Result<NewMessage> {
 
 fn normalize_attachment(a: &Value, max_chars: usize) -> Result<Value> {
     let Value::Object(a) = a else {
-        return Err(Error::bad("attachments must contain JSON objects"));
+        return Err(Error::invalid("attachments must contain JSON objects"));
     };
     let t = match field(a, "type") {
         None => String::new(),
@@ -623,16 +626,20 @@ fn normalize_attachment(a: &Value, max_chars: usize) -> Result<Value> {
             .to_string(),
     };
     if !ATTACHMENT_TYPES.contains(&t.as_str()) {
-        return Err(Error::bad(format!("unsupported attachment type: {t}")));
+        return Err(Error::invalid(format!("unsupported attachment type: {t}")));
     }
     let mut out = Map::new();
     out.insert("type".into(), Value::String(t.clone()));
     if matches!(t.as_str(), "text" | "json" | "code") {
         let Some(content) = a.get("content") else {
-            return Err(Error::bad(format!("attachment type {t} requires content")));
+            return Err(Error::invalid(format!(
+                "attachment type {t} requires content"
+            )));
         };
         if input::py_json_len(content) > max_chars {
-            return Err(Error::bad(format!("attachment type {t} exceeds max size")));
+            return Err(Error::invalid(format!(
+                "attachment type {t} exceeds max size"
+            )));
         }
         out.insert("content".into(), content.clone());
         if t == "code" {
@@ -652,7 +659,7 @@ fn normalize_attachment(a: &Value, max_chars: usize) -> Result<Value> {
                 .to_string(),
         };
         if path.is_empty() {
-            return Err(Error::bad(format!("attachment type {t} requires path")));
+            return Err(Error::invalid(format!("attachment type {t} requires path")));
         }
         out.insert("path".into(), Value::String(path));
         for k in ["description", "base", "head"] {
@@ -661,7 +668,7 @@ fn normalize_attachment(a: &Value, max_chars: usize) -> Result<Value> {
             }
         }
         for k in ["start_line", "end_line"] {
-            if let Some(v) = opt_int(a, k).map_err(Error::bad)? {
+            if let Some(v) = opt_int(a, k)? {
                 out.insert(k.into(), json!(v));
             }
         }
@@ -680,7 +687,7 @@ fn messages(s: &State, q: &Query) -> Result<Outcome> {
     let channel = q.get("channel").map(str::to_string);
     let thread_id = q.get("thread_id").map(str::to_string);
     if channel.is_none() && thread_id.is_none() {
-        return Err(Error::bad(
+        return Err(Error::invalid(
             "channel or thread_id query parameter is required",
         ));
     }
@@ -690,13 +697,13 @@ fn messages(s: &State, q: &Query) -> Result<Outcome> {
         }
     }
     let fq = FeedQuery {
-        since_id: q.since_id().map_err(Error::bad)?,
-        limit: q.limit(s.config.max_query_limit).map_err(Error::bad)?,
+        since_id: q.since_id()?,
+        limit: q.limit(s.config.max_query_limit)?,
         channel: channel.clone(),
         thread_id: thread_id.clone(),
         tail: false,
     };
-    let timeout = q.timeout(s.config.max_poll_sec).map_err(Error::bad)?;
+    let timeout = q.timeout(s.config.max_poll_sec)?;
     let fq = FeedQuery {
         tail: q.flag("tail"),
         ..fq
@@ -712,7 +719,7 @@ fn messages(s: &State, q: &Query) -> Result<Outcome> {
 fn events(s: &State, q: &Query) -> Result<Outcome> {
     let agent = q
         .get("agent_id")
-        .ok_or_else(|| Error::bad("agent_id query parameter is required"))?
+        .ok_or_else(|| Error::invalid("agent_id query parameter is required"))?
         .to_string();
     let channel = q.get("channel").map(str::to_string);
     if let Some(ch) = &channel {
@@ -724,13 +731,13 @@ fn events(s: &State, q: &Query) -> Result<Outcome> {
         agent_id: agent.clone(),
         channels: channel.clone().into_iter().collect(),
         thread_id: q.get("thread_id").map(str::to_string),
-        since_id: q.since_id().map_err(Error::bad)?,
-        limit: q.limit(s.config.max_query_limit).map_err(Error::bad)?,
+        since_id: q.since_id()?,
+        limit: q.limit(s.config.max_query_limit)?,
         exclude_self: q.flag("exclude_self"),
         max_bytes: crate::store::PAGE_MAX_BYTES,
         strict_bytes: false,
     };
-    let timeout = q.timeout(s.config.max_poll_sec).map_err(Error::bad)?;
+    let timeout = q.timeout(s.config.max_poll_sec)?;
     let mut keys = vec![Key::Recipient(agent.clone())];
     match (&channel, &eq.thread_id) {
         (Some(ch), _) => keys.push(Key::Channel(ch.clone())),
@@ -743,8 +750,8 @@ fn events(s: &State, q: &Query) -> Result<Outcome> {
 
 fn inbox(s: &State, agent: &str, q: &Query) -> Result<Outcome> {
     let fq = FeedQuery {
-        since_id: q.since_id().map_err(Error::bad)?,
-        limit: q.limit(s.config.max_query_limit).map_err(Error::bad)?,
+        since_id: q.since_id()?,
+        limit: q.limit(s.config.max_query_limit)?,
         tail: q.flag("tail"),
         ..FeedQuery::default()
     };
@@ -913,19 +920,19 @@ mod tests {
             json!({"type": "file_ref", "path": "src/x.rs", "start_line": 3})
         );
         let e = normalize_attachment(&json!({"type": "code"}), 100).unwrap_err();
-        assert_eq!(e.to_string(), "attachment type code requires content");
+        assert_eq!(e.detail(), "attachment type code requires content");
         let e = normalize_attachment(&json!({"type": "text", "content": "x".repeat(200)}), 100)
             .unwrap_err();
-        assert_eq!(e.to_string(), "attachment type text exceeds max size");
+        assert_eq!(e.detail(), "attachment type text exceeds max size");
         let e = normalize_attachment(&json!({"type": "zip"}), 100).unwrap_err();
-        assert_eq!(e.to_string(), "unsupported attachment type: zip");
+        assert_eq!(e.detail(), "unsupported attachment type: zip");
         let e = normalize_attachment(&json!(["x"]), 100).unwrap_err();
-        assert_eq!(e.to_string(), "attachments must contain JSON objects");
+        assert_eq!(e.detail(), "attachments must contain JSON objects");
         let e = normalize_attachment(
             &json!({"type": "diff_ref", "path": "p", "end_line": 1.5}),
             100,
         )
         .unwrap_err();
-        assert_eq!(e.to_string(), "end_line must be an integer");
+        assert_eq!(e.detail(), "end_line must be an integer");
     }
 }

@@ -682,7 +682,7 @@ fn agent_command(args: &AgentArgs, f: impl FnOnce(&mut Client) -> Result<()>) ->
             ExitCode::from(1)
         }
         Err(e) => {
-            println!("arc error: {e}");
+            println!("arc error: {}", e.detail());
             ExitCode::from(1)
         }
     }

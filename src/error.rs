@@ -1,10 +1,14 @@
 /*!
 The crate's one error type.
 
-Messages read "area: detail" (`sqlite: database is locked`, `config: ...`),
-except [`Error::Api`], whose message is the exact text a hub client sees in
-the `{"ok": false, "error": ...}` envelope (spec Appendix A). This is the
-only module that names foreign error types.
+Every message reads "area: detail" (`invalid: channel does not exist: x`,
+`sqlite: database is locked`, `config: ...`). The variants that a hub
+client sees ([`Error::Invalid`], [`Error::NotFound`], [`Error::Conflict`],
+[`Error::Unavailable`], [`Error::Internal`]) carry the exact text of the
+`{"ok": false, "error": ...}` envelope, which [`Error::detail`] returns
+(docs/PROTOCOL.md, "Appendix: error texts"); which HTTP status each one
+becomes is the API layer's decision (`api::status_of`), not this
+module's. This is the only module that names foreign error types.
 */
 
 use std::fmt;
@@ -13,11 +17,16 @@ use std::fmt;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// A request refused by the hub: the HTTP status and the envelope text.
-    Api {
-        status: u16,
-        message: String,
-    },
+    /// The request is not valid (the hub answers 400).
+    Invalid(String),
+    /// What the request names does not exist (404).
+    NotFound(String),
+    /// The request conflicts with the current state (409).
+    Conflict(String),
+    /// The hub cannot do it right now (503).
+    Unavailable(String),
+    /// The hub broke a rule of its own (500).
+    Internal(String),
     /// A hub answered `{"ok": false}` (client side); `status` is the HTTP status.
     Hub {
         status: u16,
@@ -40,63 +49,59 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn bad(message: impl Into<String>) -> Error {
-        Error::Api {
-            status: 400,
-            message: message.into(),
-        }
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::Invalid(message.into())
     }
 
     pub fn not_found(message: impl Into<String>) -> Error {
-        Error::Api {
-            status: 404,
-            message: message.into(),
-        }
+        Error::NotFound(message.into())
     }
 
-    pub fn api(status: u16, message: impl Into<String>) -> Error {
-        Error::Api {
-            status,
-            message: message.into(),
-        }
+    pub fn conflict(message: impl Into<String>) -> Error {
+        Error::Conflict(message.into())
     }
 
-    /// The HTTP status the hub answers with for this error.
-    pub fn status(&self) -> u16 {
+    pub fn unavailable(message: impl Into<String>) -> Error {
+        Error::Unavailable(message.into())
+    }
+
+    pub fn internal(message: impl Into<String>) -> Error {
+        Error::Internal(message.into())
+    }
+
+    /// The text without its area: what a hub client reads in the error
+    /// envelope, and what `arc` prints after `arc error: `.
+    pub fn detail(&self) -> String {
         match self {
-            Error::Api { status, .. } | Error::Hub { status, .. } => *status,
-            Error::Sql(e) if is_busy(e) => 503,
-            _ => 500,
-        }
-    }
-
-    /// The text that goes into the error envelope.
-    pub fn envelope_message(&self) -> String {
-        match self {
-            Error::Api { message, .. } => message.clone(),
-            Error::Sql(e) if is_busy(e) => "database is busy, try again".into(),
-            other => format!("internal error: {other}"),
+            Error::Invalid(m)
+            | Error::NotFound(m)
+            | Error::Conflict(m)
+            | Error::Unavailable(m)
+            | Error::Internal(m)
+            | Error::Hub { message: m, .. } => m.clone(),
+            Error::Transport(m) => format!("connection error: {m}"),
+            other => other.to_string(),
         }
     }
 
     /// True for a SQLite busy/locked condition (worth retrying).
     pub fn is_busy(&self) -> bool {
-        matches!(self, Error::Sql(e) if is_busy(e))
+        matches!(self, Error::Sql(e) if matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        ))
     }
-}
-
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Api { message, .. } => f.write_str(message),
-            Error::Hub { message, .. } => f.write_str(message),
+            Error::Invalid(m) => write!(f, "invalid: {m}"),
+            Error::NotFound(m) => write!(f, "not found: {m}"),
+            Error::Conflict(m) => write!(f, "conflict: {m}"),
+            Error::Unavailable(m) => write!(f, "unavailable: {m}"),
+            Error::Internal(m) => write!(f, "internal: {m}"),
+            Error::Hub { status, message } => write!(f, "hub: {message} (HTTP {status})"),
             Error::Transport(m) => write!(f, "connection error: {m}"),
             Error::Config(m) => write!(f, "config: {m}"),
             Error::Usage(m) => write!(f, "usage: {m}"),
@@ -148,23 +153,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn api_errors_keep_their_exact_text() {
-        let e = Error::bad("channel does not exist: x");
-        assert_eq!(e.status(), 400);
-        assert_eq!(e.envelope_message(), "channel does not exist: x");
-        assert_eq!(e.to_string(), "channel does not exist: x");
+    fn client_facing_errors_keep_their_exact_text_as_detail() {
+        let e = Error::invalid("channel does not exist: x");
+        assert_eq!(e.detail(), "channel does not exist: x");
+        assert_eq!(e.to_string(), "invalid: channel does not exist: x");
+        let e = Error::Transport("http://h: refused".into());
+        assert_eq!(e.detail(), "connection error: http://h: refused");
     }
 
     #[test]
-    fn internal_errors_read_area_detail() {
+    fn every_message_reads_area_detail() {
         let e = Error::Config("port out of range".into());
         assert_eq!(e.to_string(), "config: port out of range");
-        assert_eq!(e.status(), 500);
         let busy = Error::Sql(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
             None,
         ));
         assert!(busy.is_busy());
-        assert_eq!(busy.status(), 503);
+        assert!(busy.to_string().starts_with("sqlite: "));
     }
 }

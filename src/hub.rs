@@ -187,7 +187,7 @@ impl State {
     /// but turned on only when the socket is already bound beyond loopback.
     pub fn set_allow_remote(&self, want: bool) -> Result<()> {
         if want && self.config.host_is_loopback() {
-            return Err(Error::bad(format!(
+            return Err(Error::invalid(format!(
                 "cannot enable remote access at runtime: hub is bound to {} and the listening socket cannot be rebound. Restart the hub with `--host 0.0.0.0 --allow-remote` to expose it on the LAN.",
                 self.config.host
             )));
@@ -283,7 +283,7 @@ impl State {
         {
             let mut pending = lock(&self.pending);
             if pending.is_some() {
-                return Err(Error::bad("shutdown already pending"));
+                return Err(Error::invalid("shutdown already pending"));
             }
             *pending = Some(Pending {
                 deadline: Instant::now() + Duration::from_secs(delay as u64),
@@ -337,9 +337,9 @@ impl State {
     pub fn cancel_shutdown(&self) -> Result<Value> {
         let mut pending = lock(&self.pending);
         match pending.as_ref() {
-            None => return Err(Error::bad("no shutdown pending")),
+            None => return Err(Error::invalid("no shutdown pending")),
             Some(p) if p.delay == 0 || p.firing || self.stopping() => {
-                return Err(Error::bad("shutdown already executing"));
+                return Err(Error::invalid("shutdown already executing"));
             }
             Some(p) => p.alarm.ring(),
         }

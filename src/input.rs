@@ -14,6 +14,8 @@ handlers in `api.rs` stay declarative.
 
 use serde_json::{Map, Value};
 
+use crate::error::{Error, Result};
+
 /// A parsed query string.
 #[derive(Debug, Default, Clone)]
 pub struct Query {
@@ -53,43 +55,45 @@ impl Query {
     }
 
     /// An integer parameter; `None` when absent.
-    pub fn int(&self, key: &str) -> Result<Option<i64>, String> {
+    pub fn int(&self, key: &str) -> Result<Option<i64>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => py_int(v)
                 .map(Some)
-                .ok_or_else(|| format!("{key} must be an integer")),
+                .ok_or_else(|| Error::invalid(format!("{key} must be an integer"))),
         }
     }
 
     /// `since_id`: default 0, must be a non-negative integer.
-    pub fn since_id(&self) -> Result<i64, String> {
+    pub fn since_id(&self) -> Result<i64> {
         let v = self.int("since_id")?.unwrap_or(0);
         if v < 0 {
-            return Err("since_id must be >= 0".into());
+            return Err(Error::invalid("since_id must be >= 0"));
         }
         Ok(v)
     }
 
     /// `limit`: default 100, at least 1, silently clamped to `max`. Like
     /// Python's unbounded `int()`, a value past 64 bits is just "large".
-    pub fn limit(&self, max: i64) -> Result<i64, String> {
+    pub fn limit(&self, max: i64) -> Result<i64> {
         let v = match self.get("limit") {
             None => 100,
-            Some(v) => py_int_saturating(v).ok_or("limit must be an integer")?,
+            Some(v) => {
+                py_int_saturating(v).ok_or_else(|| Error::invalid("limit must be an integer"))?
+            }
         };
         if v < 1 {
-            return Err("limit must be at least 1".into());
+            return Err(Error::invalid("limit must be at least 1"));
         }
         Ok(v.min(max))
     }
 
     /// `timeout` in seconds: a Python float, clamped to `[0, max]`; NaN is 0.
-    pub fn timeout(&self, max: f64) -> Result<f64, String> {
+    pub fn timeout(&self, max: f64) -> Result<f64> {
         match self.get("timeout") {
             None => Ok(0.0),
             Some(v) => {
-                let t = py_float(v).ok_or_else(|| "timeout must be a number".to_string())?;
+                let t = py_float(v).ok_or_else(|| Error::invalid("timeout must be a number"))?;
                 Ok(if t.is_nan() { 0.0 } else { t.clamp(0.0, max) })
             }
         }
@@ -277,20 +281,20 @@ fn py_float_repr(f: f64) -> String {
 }
 
 /// A string field, stripped. `Ok(None)` when absent or null.
-pub fn opt_string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+pub fn opt_string(body: &Map<String, Value>, key: &str) -> Result<Option<String>> {
     match field(body, key) {
         None => Ok(None),
         Some(v) => scalar_string(v)
             .map(|s| Some(s.trim().to_string()))
-            .ok_or_else(|| format!("{key} must be a string")),
+            .ok_or_else(|| Error::invalid(format!("{key} must be a string"))),
     }
 }
 
 /// A required string field: absent, null or blank is `<key> is required`.
-pub fn req_string(body: &Map<String, Value>, key: &str) -> Result<String, String> {
+pub fn req_string(body: &Map<String, Value>, key: &str) -> Result<String> {
     match opt_string(body, key)? {
         Some(s) if !s.is_empty() => Ok(s),
-        _ => Err(format!("{key} is required")),
+        _ => Err(Error::invalid(format!("{key} is required"))),
     }
 }
 
@@ -323,18 +327,18 @@ pub fn coerce_int(v: &Value) -> Option<i64> {
 }
 
 /// An optional integer field (`<key> must be an integer` on failure).
-pub fn opt_int(body: &Map<String, Value>, key: &str) -> Result<Option<i64>, String> {
+pub fn opt_int(body: &Map<String, Value>, key: &str) -> Result<Option<i64>> {
     match field(body, key) {
         None => Ok(None),
         Some(v) => coerce_int(v)
             .map(Some)
-            .ok_or_else(|| format!("{key} must be an integer")),
+            .ok_or_else(|| Error::invalid(format!("{key} must be an integer"))),
     }
 }
 
 /// A boolean field: JSON booleans, numbers by truthiness, and the strings
 /// `true/1/yes` or `false/0/no` in any case. Anything else is refused.
-pub fn opt_bool(body: &Map<String, Value>, key: &str) -> Result<Option<bool>, String> {
+pub fn opt_bool(body: &Map<String, Value>, key: &str) -> Result<Option<bool>> {
     match field(body, key) {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -342,30 +346,27 @@ pub fn opt_bool(body: &Map<String, Value>, key: &str) -> Result<Option<bool>, St
         Some(Value::String(s)) => match s.trim().to_lowercase().as_str() {
             "true" | "1" | "yes" => Ok(Some(true)),
             "false" | "0" | "no" | "" => Ok(Some(false)),
-            _ => Err(format!("{key} must be a boolean")),
+            _ => Err(Error::invalid(format!("{key} must be a boolean"))),
         },
-        Some(_) => Err(format!("{key} must be a boolean")),
+        Some(_) => Err(Error::invalid(format!("{key} must be a boolean"))),
     }
 }
 
 /// An object field (`<key> must be a JSON object`); absent or null is `None`.
-pub fn opt_object(
-    body: &Map<String, Value>,
-    key: &str,
-) -> Result<Option<Map<String, Value>>, String> {
+pub fn opt_object(body: &Map<String, Value>, key: &str) -> Result<Option<Map<String, Value>>> {
     match field(body, key) {
         None => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m.clone())),
-        Some(_) => Err(format!("{key} must be a JSON object")),
+        Some(_) => Err(Error::invalid(format!("{key} must be a JSON object"))),
     }
 }
 
 /// A list field (`<key> must be a list`); absent or null is `None`.
-pub fn opt_list(body: &Map<String, Value>, key: &str) -> Result<Option<Vec<Value>>, String> {
+pub fn opt_list(body: &Map<String, Value>, key: &str) -> Result<Option<Vec<Value>>> {
     match field(body, key) {
         None => Ok(None),
         Some(Value::Array(a)) => Ok(Some(a.clone())),
-        Some(_) => Err(format!("{key} must be a list")),
+        Some(_) => Err(Error::invalid(format!("{key} must be a list"))),
     }
 }
 
@@ -417,6 +418,11 @@ fn py_str_len(s: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A result with its error as the client-facing text.
+    fn t<T>(r: Result<T>) -> std::result::Result<T, String> {
+        r.map_err(|e| e.detail())
+    }
     use serde_json::json;
 
     fn obj(v: Value) -> Map<String, Value> {
@@ -452,37 +458,37 @@ mod tests {
     #[test]
     fn query_numbers_and_their_errors() {
         let q = Query::parse("since_id=+1_0&limit=9999&timeout=1e1");
-        assert_eq!(q.since_id(), Ok(10));
-        assert_eq!(q.limit(500), Ok(500));
-        assert_eq!(q.timeout(60.0), Ok(10.0));
+        assert_eq!(t(q.since_id()), Ok(10));
+        assert_eq!(t(q.limit(500)), Ok(500));
+        assert_eq!(t(q.timeout(60.0)), Ok(10.0));
         assert_eq!(
-            Query::parse("since_id=-1").since_id(),
-            Err("since_id must be >= 0".into())
+            t(Query::parse("since_id=-1").since_id()),
+            Err("since_id must be >= 0".to_string())
         );
         assert_eq!(
-            Query::parse("since_id=1.5").since_id(),
-            Err("since_id must be an integer".into())
+            t(Query::parse("since_id=1.5").since_id()),
+            Err("since_id must be an integer".to_string())
         );
         assert_eq!(
-            Query::parse("since_id=99999999999999999999999").since_id(),
-            Err("since_id must be an integer".into())
+            t(Query::parse("since_id=99999999999999999999999").since_id()),
+            Err("since_id must be an integer".to_string())
         );
         assert_eq!(
-            Query::parse("limit=0").limit(500),
-            Err("limit must be at least 1".into())
+            t(Query::parse("limit=0").limit(500)),
+            Err("limit must be at least 1".to_string())
         );
         assert_eq!(
-            Query::parse("limit=x").limit(500),
-            Err("limit must be an integer".into())
+            t(Query::parse("limit=x").limit(500)),
+            Err("limit must be an integer".to_string())
         );
-        assert_eq!(Query::parse("").limit(500), Ok(100));
-        assert_eq!(Query::parse("timeout=nan").timeout(60.0), Ok(0.0));
-        assert_eq!(Query::parse("timeout=inf").timeout(60.0), Ok(60.0));
-        assert_eq!(Query::parse("timeout=-3").timeout(60.0), Ok(0.0));
-        assert_eq!(Query::parse("timeout=%201.5%20").timeout(60.0), Ok(1.5));
+        assert_eq!(t(Query::parse("").limit(500)), Ok(100));
+        assert_eq!(t(Query::parse("timeout=nan").timeout(60.0)), Ok(0.0));
+        assert_eq!(t(Query::parse("timeout=inf").timeout(60.0)), Ok(60.0));
+        assert_eq!(t(Query::parse("timeout=-3").timeout(60.0)), Ok(0.0));
+        assert_eq!(t(Query::parse("timeout=%201.5%20").timeout(60.0)), Ok(1.5));
         assert_eq!(
-            Query::parse("timeout=abc").timeout(60.0),
-            Err("timeout must be a number".into())
+            t(Query::parse("timeout=abc").timeout(60.0)),
+            Err("timeout must be a number".to_string())
         );
     }
 
@@ -506,14 +512,20 @@ mod tests {
         let b = obj(
             json!({"a": "  x ", "n": 123, "t": true, "f": 1.0, "o": {"a": 1}, "z": null, "e": "  "}),
         );
-        assert_eq!(opt_string(&b, "a"), Ok(Some("x".into())));
-        assert_eq!(opt_string(&b, "n"), Ok(Some("123".into())));
-        assert_eq!(opt_string(&b, "t"), Ok(Some("True".into())));
-        assert_eq!(opt_string(&b, "f"), Ok(Some("1.0".into())));
-        assert_eq!(opt_string(&b, "o"), Err("o must be a string".into()));
-        assert_eq!(opt_string(&b, "z"), Ok(None));
-        assert_eq!(req_string(&b, "e"), Err("e is required".into()));
-        assert_eq!(req_string(&b, "missing"), Err("missing is required".into()));
+        assert_eq!(t(opt_string(&b, "a")), Ok(Some("x".to_string())));
+        assert_eq!(t(opt_string(&b, "n")), Ok(Some("123".to_string())));
+        assert_eq!(t(opt_string(&b, "t")), Ok(Some("True".to_string())));
+        assert_eq!(t(opt_string(&b, "f")), Ok(Some("1.0".to_string())));
+        assert_eq!(
+            t(opt_string(&b, "o")),
+            Err("o must be a string".to_string())
+        );
+        assert_eq!(t(opt_string(&b, "z")), Ok(None));
+        assert_eq!(t(req_string(&b, "e")), Err("e is required".to_string()));
+        assert_eq!(
+            t(req_string(&b, "missing")),
+            Err("missing is required".to_string())
+        );
     }
 
     #[test]
@@ -521,28 +533,31 @@ mod tests {
         let b = obj(
             json!({"i": 5, "f": 3.0, "s": " 1_0 ", "frac": 2.9, "b": true, "big": 1e300, "u": 18446744073709551615u64, "bad": "2.5"}),
         );
-        assert_eq!(opt_int(&b, "i"), Ok(Some(5)));
-        assert_eq!(opt_int(&b, "f"), Ok(Some(3)));
-        assert_eq!(opt_int(&b, "s"), Ok(Some(10)));
+        assert_eq!(t(opt_int(&b, "i")), Ok(Some(5)));
+        assert_eq!(t(opt_int(&b, "f")), Ok(Some(3)));
+        assert_eq!(t(opt_int(&b, "s")), Ok(Some(10)));
         for k in ["frac", "b", "big", "u", "bad"] {
             assert_eq!(
-                opt_int(&b, k),
+                t(opt_int(&b, k)),
                 Err(format!("{k} must be an integer")),
                 "{k}"
             );
         }
-        assert_eq!(opt_int(&b, "missing"), Ok(None));
+        assert_eq!(t(opt_int(&b, "missing")), Ok(None));
     }
 
     #[test]
     fn body_bools() {
         let b = obj(json!({"t": true, "s": "False", "y": "yes", "n": 0, "bad": "maybe", "l": []}));
-        assert_eq!(opt_bool(&b, "t"), Ok(Some(true)));
-        assert_eq!(opt_bool(&b, "s"), Ok(Some(false)));
-        assert_eq!(opt_bool(&b, "y"), Ok(Some(true)));
-        assert_eq!(opt_bool(&b, "n"), Ok(Some(false)));
-        assert_eq!(opt_bool(&b, "bad"), Err("bad must be a boolean".into()));
-        assert_eq!(opt_bool(&b, "l"), Err("l must be a boolean".into()));
+        assert_eq!(t(opt_bool(&b, "t")), Ok(Some(true)));
+        assert_eq!(t(opt_bool(&b, "s")), Ok(Some(false)));
+        assert_eq!(t(opt_bool(&b, "y")), Ok(Some(true)));
+        assert_eq!(t(opt_bool(&b, "n")), Ok(Some(false)));
+        assert_eq!(
+            t(opt_bool(&b, "bad")),
+            Err("bad must be a boolean".to_string())
+        );
+        assert_eq!(t(opt_bool(&b, "l")), Err("l must be a boolean".to_string()));
     }
 
     #[test]

@@ -1036,8 +1036,11 @@ fn inbox_uri(params: &Map<String, Value>) -> std::result::Result<(), (i64, Strin
 
 fn hub_error(e: Error) -> String {
     match e {
-        Error::Transport(_) => format!("{e} (is the hub running? `arc ensure` starts one)"),
-        other => other.to_string(),
+        Error::Transport(_) => format!(
+            "{} (is the hub running? `arc ensure` starts one)",
+            e.detail()
+        ),
+        other => other.detail(),
     }
 }
 

@@ -1241,17 +1241,11 @@ fn forward(cfg: &RelayConfig, req: &RelayRequest) -> RelayResponse {
             let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
             (r.status, body)
         }
-        Err(e) => {
-            let detail = e.to_string();
-            let detail = detail
-                .strip_prefix("connection error: ")
-                .unwrap_or(&detail)
-                .to_string();
-            (
-                599,
-                json!({"ok": false, "error": format!("connection error: {detail}")}),
-            )
-        }
+        Err(e @ Error::Transport(_)) => (599, json!({"ok": false, "error": e.detail()})),
+        Err(e) => (
+            599,
+            json!({"ok": false, "error": format!("connection error: {e}")}),
+        ),
     };
     let (ok, error) = match &body {
         Value::Object(m) => (

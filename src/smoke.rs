@@ -56,7 +56,7 @@ impl Transport {
                         }
                         _ => json!({"ok": false, "error": r.text()}),
                     },
-                    Err(e) => json!({"ok": false, "error": e.to_string()}),
+                    Err(e) => json!({"ok": false, "error": e.detail()}),
                 }
             }
             Some(relay) => match relay.call(method, path, body, self.timeout) {
@@ -69,7 +69,7 @@ impl Transport {
                         json!({"ok": false, "error": env.get("error").cloned().unwrap_or(json!("relay transport error"))})
                     }
                 },
-                Err(e) => json!({"ok": false, "error": e.to_string()}),
+                Err(e) => json!({"ok": false, "error": e.detail()}),
             },
         }
     }

@@ -49,7 +49,7 @@ pub fn open(s: &State, c: &Call) -> Result<Outcome> {
     let q = &c.query;
     let agent = q
         .get("agent_id")
-        .ok_or_else(|| Error::bad("agent_id query parameter is required"))?
+        .ok_or_else(|| Error::invalid("agent_id query parameter is required"))?
         .to_string();
     let channels: Vec<String> = q
         .get("channels")
@@ -61,7 +61,7 @@ pub fn open(s: &State, c: &Call) -> Result<Outcome> {
                 .collect()
         })
         .unwrap_or_default();
-    let since = q.since_id().map_err(Error::bad)?;
+    let since = q.since_id()?;
     let cursor = match c
         .last_event_id
         .as_deref()
@@ -70,7 +70,7 @@ pub fn open(s: &State, c: &Call) -> Result<Outcome> {
     {
         Some(v) => crate::input::py_int(v)
             .filter(|n| *n >= 0)
-            .ok_or_else(|| Error::bad("Last-Event-ID must be a non-negative integer"))?,
+            .ok_or_else(|| Error::invalid("Last-Event-ID must be a non-negative integer"))?,
         None => since,
     };
     let mut keys = vec![Key::Recipient(agent.clone())];

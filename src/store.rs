@@ -368,13 +368,10 @@ impl Files {
 
 /// The error of a write refused because the database files changed.
 fn files_lost(files: &Files) -> Error {
-    Error::api(
-        503,
-        format!(
-            "store: the database file {} was deleted or replaced while the hub was running; writes are refused until the hub is restarted",
-            files.db.display()
-        ),
-    )
+    Error::unavailable(format!(
+        "store: the database file {} was deleted or replaced while the hub was running; writes are refused until the hub is restarted",
+        files.db.display()
+    ))
 }
 
 /// The hub's database.
@@ -531,7 +528,7 @@ impl Store {
                 let err = files_lost(&self.files);
                 if first {
                     self.publish(Committed {
-                        logs: vec![err.envelope_message()],
+                        logs: vec![err.detail()],
                         ..Committed::default()
                     });
                 }
@@ -628,7 +625,7 @@ impl Store {
                 .flatten();
             if let Some(last_seen) = current {
                 if last_seen >= t.cutoff() && !replace {
-                    return Err(Error::api(409, "agent_id already has an active session"));
+                    return Err(Error::conflict("agent_id already has an active session"));
                 }
                 t.tx.execute(
                     "UPDATE sessions SET active = 0 WHERE agent_id = ?1 AND active = 1",
@@ -775,7 +772,7 @@ impl Store {
             )?;
             let row = t
                 .channel(name)?
-                .ok_or_else(|| Error::api(500, "channel vanished after insert"))?;
+                .ok_or_else(|| Error::internal("channel vanished after insert"))?;
             Ok((row, true))
         })
     }
@@ -803,7 +800,7 @@ impl Store {
     pub fn post_message(&self, m: NewMessage) -> Result<Message> {
         self.write(|t| {
             if m.to_agent.is_none() && !channel_exists(t.tx, &m.channel)? {
-                return Err(Error::bad(format!("channel does not exist: {}", m.channel)));
+                return Err(Error::invalid(format!("channel does not exist: {}", m.channel)));
             }
             let mut metadata = m.metadata.clone();
             let mut completes = None;
@@ -1053,7 +1050,7 @@ impl Store {
             t.touch(owner)?;
             let row = t
                 .claim(claim_key)?
-                .ok_or_else(|| Error::api(500, "claim vanished"))?;
+                .ok_or_else(|| Error::internal("claim vanished"))?;
             Ok((row, acquired))
         })
     }
@@ -1131,7 +1128,7 @@ impl Store {
             t.touch(agent)?;
             let row = t
                 .lock_row(file_path)?
-                .ok_or_else(|| Error::api(500, "lock vanished"))?;
+                .ok_or_else(|| Error::internal("lock vanished"))?;
             Ok((row, acquired))
         })
     }
@@ -1726,7 +1723,7 @@ impl Tx<'_> {
             |r| r.get(0),
         )?;
         if next > MAX_MESSAGE_ID {
-            return Err(Error::api(500, "message id space exhausted (2^53 - 1)"));
+            return Err(Error::internal("message id space exhausted (2^53 - 1)"));
         }
         self.tx.execute(
             "INSERT INTO messages(ts, from_agent, to_agent, channel, kind, body, attachments_json, reply_to, thread_id, metadata_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -2381,7 +2378,7 @@ mod tests {
                 ..Default::default()
             })
             .unwrap_err();
-        assert_eq!(err.status(), 500);
+        assert!(matches!(err, Error::Internal(_)), "{err}");
         let count: i64 = store
             .lock()
             .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
