@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
-use crate::hub::State;
+use crate::state::State;
 use crate::input::{
     self, Query, field, opt_bool, opt_int, opt_list, opt_object, opt_string, req_string,
 };

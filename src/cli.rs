@@ -547,7 +547,7 @@ pub fn help(topic: Option<&str>) -> String {
         Some("smoke-agent") => "arc smoke-agent: run one role of the three-agent smoke test\n\nusage: arc smoke-agent --role smoke-a|smoke-b|smoke-c --transport http|relay [--base-url URL] [--relay-dir DIR] [--channel C] [--thread-id T] [--claim-key K] [--timeout-sec S] [--poll-interval-sec S] [--run-id ID]".into(),
         _ => format!(
             "arc {}: a local coordination hub for AI agents\n\nusage: arc [flags]            run the hub in the foreground (same as `arc serve`)\n       arc <command> [flags]\n\ncommands:\n  serve        run the hub in the foreground\n  ensure       start a background hub if none is running\n  stop         stop the running hub\n  reset        stop the hub and delete its database\n  post         post a message\n  poll         long-poll for messages\n  whoami       show an agent's session and the live agents\n  relay        serve a file-relay spool\n  mcp          run an MCP stdio server\n  smoke-agent  run a smoke-test role\n\nhub flags:\n{hub_flags}\n\nRun `arc <command> --help` for a command's flags. Flags may come before or after the command.",
-            crate::hub::VERSION
+            crate::state::VERSION
         ),
     }
 }
@@ -578,7 +578,7 @@ where
 fn execute(cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Version => {
-            println!("arc {}", crate::hub::VERSION);
+            println!("arc {}", crate::state::VERSION);
             Ok(ExitCode::SUCCESS)
         }
         Command::Help(topic) => {
@@ -600,7 +600,7 @@ fn execute(cmd: Command) -> Result<ExitCode> {
             let relay = crate::relay::RelayHandle::start(cfg)?;
             let stop = relay.stopper();
             crate::sys::on_terminate(move || stop.set())?;
-            crate::hub::Logger::new(false).log(&format!(
+            crate::state::Logger::new(false).log(&format!(
                 "relay started (spool={}, base_url={})",
                 a.spool_dir.display(),
                 a.base_url

@@ -25,13 +25,14 @@ Module map:
   [`lifecycle`] implements `ensure`, `stop` and `reset`.
 */
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dashboard;
+pub mod edge;
 pub mod error;
-pub mod hub;
 pub mod ids;
 pub mod input;
 pub mod lifecycle;
@@ -39,7 +40,9 @@ pub mod mcp;
 pub mod notify;
 pub mod paths;
 pub mod relay;
+pub mod server;
 pub mod smoke;
+pub mod state;
 pub mod sse;
 pub mod store;
 pub mod sys;
@@ -48,7 +51,7 @@ pub mod wire;
 
 pub use config::HubConfig;
 pub use error::{Error, Result};
-pub use hub::Hub;
+pub use server::Hub;
 
 #[cfg(test)]
 mod tests {
@@ -56,7 +59,7 @@ mod tests {
 
     #[test]
     fn shared_types_are_send_and_sync() {
-        assert_send_sync::<crate::hub::State>();
+        assert_send_sync::<crate::state::State>();
         assert_send_sync::<crate::store::Store>();
         assert_send_sync::<crate::notify::Notifier>();
     }

@@ -1,6 +1,11 @@
 /*!
 Waking and waiting: the only module that parks a thread.
 
+Every wait in the crate is [`wait_until`] (a condition variable, a
+predicate, and one fixed deadline: a wake-up never restarts the clock),
+or, where no event can end it, [`poll_until`] and [`pause`], each call
+of which states why it polls. [`lock`] is the crate's one mutex helper.
+
 * [`Notifier`] is a registry of subscriptions keyed by what a waiter cares
   about (a channel, a thread, a DM recipient, or "any broadcast"). When a
   message commits, the store's commit hook calls [`Notifier::notify_posted`],
@@ -99,8 +104,59 @@ pub struct Subscription {
     seen: u64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks `m`. A panic while it was held cannot leave the data half
+/// written in this crate (every critical section either completes or
+/// only reads), so a poisoned lock is taken over rather than propagated.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The one deadline wait: parks on `cv` (with `g` held by the caller)
+/// until `done` holds for the guarded value or `deadline` passes (`None`:
+/// no deadline). Returns the guard and whether `done` held.
+pub fn wait_until<'a, T>(
+    cv: &Condvar,
+    mut g: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+    mut done: impl FnMut(&mut T) -> bool,
+) -> (MutexGuard<'a, T>, bool) {
+    loop {
+        if done(&mut g) {
+            return (g, true);
+        }
+        g = match deadline {
+            None => cv.wait(g).unwrap_or_else(|p| p.into_inner()),
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return (g, false);
+                }
+                cv.wait_timeout(g, d - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            }
+        };
+    }
+}
+
+/// Checks `f` every `every` until it gives a value or `limit` passes,
+/// for conditions that no event announces (another process starting or
+/// exiting, a file another process writes). Always checks at least once.
+pub fn poll_until<T>(
+    limit: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        pause(every.min(deadline.saturating_duration_since(Instant::now())));
+    }
 }
 
 impl Notifier {
@@ -201,13 +257,10 @@ impl Notifier {
 
     /// Parks until at least one subscription exists or the hub stops.
     pub fn wait_for_waiters(&self) {
-        let mut reg = lock(&self.registry);
-        while reg.cells.is_empty() && !self.is_shutdown() {
-            reg = self
-                .has_waiters
-                .wait(reg)
-                .unwrap_or_else(|p| p.into_inner());
-        }
+        let reg = lock(&self.registry);
+        let _ = wait_until(&self.has_waiters, reg, None, |r| {
+            !r.cells.is_empty() || self.is_shutdown()
+        });
     }
 }
 
@@ -216,26 +269,19 @@ impl Subscription {
     /// that arrived since the previous call (or since subscribing) return
     /// at once, so nothing that commits between a query and this call is lost.
     pub fn wait(&mut self, deadline: Instant) -> Wake {
-        let mut st = lock(&self.cell.state);
-        loop {
-            if st.closed {
-                return Wake::Shutdown;
-            }
-            if st.seq != self.seen {
-                self.seen = st.seq;
-                return Wake::Signaled;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Wake::TimedOut;
-            }
-            st = self
-                .cell
-                .cv
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+        let seen = self.seen;
+        let st = lock(&self.cell.state);
+        let (st, _) = wait_until(&self.cell.cv, st, Some(deadline), |st| {
+            st.closed || st.seq != seen
+        });
+        if st.closed {
+            return Wake::Shutdown;
         }
+        if st.seq != seen {
+            self.seen = st.seq;
+            return Wake::Signaled;
+        }
+        Wake::TimedOut
     }
 
     /// True once the hub has started stopping.
@@ -274,22 +320,9 @@ impl Alarm {
 
     /// Sleeps until `deadline`; returns true if rung (and resets the bell).
     pub fn sleep_until(&self, deadline: Instant) -> bool {
-        let mut rung = lock(&self.rung);
-        loop {
-            if *rung {
-                *rung = false;
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            rung = self
-                .cv
-                .wait_timeout(rung, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let (mut rung, was) = wait_until(&self.cv, lock(&self.rung), Some(deadline), |r| *r);
+        *rung = false;
+        was
     }
 
     /// Sleeps for `d`; returns true if rung.
@@ -329,22 +362,8 @@ impl Latch {
 
     /// Waits up to `d`; returns true once the latch is set.
     pub fn wait_for(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
-        let mut set = lock(&self.set);
-        loop {
-            if *set {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            set = self
-                .cv
-                .wait_timeout(set, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let deadline = Instant::now().checked_add(d);
+        wait_until(&self.cv, lock(&self.set), deadline, |set| *set).1
     }
 }
 
@@ -383,25 +402,7 @@ impl<T> Watch<T> {
         deadline: Option<Instant>,
         mut done: impl FnMut(&T) -> bool,
     ) -> MutexGuard<'_, T> {
-        let mut g = lock(&self.state);
-        loop {
-            if done(&g) {
-                return g;
-            }
-            g = match deadline {
-                None => self.cv.wait(g).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return g;
-                    }
-                    self.cv
-                        .wait_timeout(g, d - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-            };
-        }
+        wait_until(&self.cv, lock(&self.state), deadline, |v| done(v)).0
     }
 }
 
@@ -435,36 +436,20 @@ impl<T> Queue<T> {
 
     /// Takes the next item, parking while empty; `None` once closed and drained.
     pub fn pop(&self) -> Option<T> {
-        let mut g = lock(&self.items);
-        loop {
-            if let Some(item) = g.0.pop_front() {
-                return Some(item);
-            }
-            if g.1 {
-                return None;
-            }
-            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
-        }
+        self.pop_until(None)
     }
 
     /// [`Queue::pop`] that gives up after `d` (returns `None`).
     pub fn pop_timeout(&self, d: Duration) -> Option<T> {
-        let deadline = Instant::now() + d;
-        let mut g = lock(&self.items);
-        loop {
-            if let Some(item) = g.0.pop_front() {
-                return Some(item);
-            }
-            let now = Instant::now();
-            if g.1 || now >= deadline {
-                return None;
-            }
-            g = self
-                .cv
-                .wait_timeout(g, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        self.pop_until(Instant::now().checked_add(d))
+    }
+
+    fn pop_until(&self, deadline: Option<Instant>) -> Option<T> {
+        let g = lock(&self.items);
+        let (mut g, _) = wait_until(&self.cv, g, deadline, |(items, closed)| {
+            !items.is_empty() || *closed
+        });
+        g.0.pop_front()
     }
 
     /// Refuses new items and wakes every consumer once the queue drains.
@@ -510,25 +495,19 @@ impl Budget {
     /// request larger than the whole budget is granted when nothing else
     /// is held, so it cannot starve.
     pub fn acquire(self: &Arc<Self>, n: usize, deadline: Instant) -> Option<Grant> {
-        let mut used = lock(&self.used);
-        loop {
-            if *used == 0 || *used + n <= self.max {
-                *used += n;
-                return Some(Grant {
-                    budget: self.clone(),
-                    n,
-                });
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            used = self
-                .cv
-                .wait_timeout(used, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+        let max = self.max;
+        let used = lock(&self.used);
+        let (mut used, fits) = wait_until(&self.cv, used, Some(deadline), |u| {
+            *u == 0 || *u + n <= max
+        });
+        if !fits {
+            return None;
         }
+        *used += n;
+        Some(Grant {
+            budget: self.clone(),
+            n,
+        })
     }
 
     /// Bytes held right now.
@@ -653,8 +632,9 @@ impl Pool {
     }
 }
 
-/// Sleeps the current thread; the one plain sleep in the crate, for
-/// bounded retry back-offs where no event can end the wait early.
+/// Sleeps the current thread; the one plain sleep in the crate. Only for
+/// bounded back-offs and [`poll_until`], where no event can end the wait
+/// early; every caller says why.
 pub fn pause(d: Duration) {
     std::thread::sleep(d);
 }

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 
 use crate::client::http_request;
 use crate::error::{Error, Result};
-use crate::hub::State;
+use crate::state::State;
 use crate::notify::{Alarm, Latch, Pool};
 use crate::sys::WatchId;
 use crate::sys::dir::{Entry, Kind, SpoolDir, is_refusal};

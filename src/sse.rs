@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::api::{Call, Outcome};
 use crate::error::{Error, Result};
-use crate::hub::State;
+use crate::state::State;
 use crate::notify::{Key, Subscription, Wake};
 use crate::store::EventQuery;
 
@@ -186,7 +186,7 @@ pub fn run(s: &State, mut st: Stream, out: Box<dyn Write + Send>, http10: bool) 
         if http10 { "1.0" } else { "1.1" },
         if http10 { "close" } else { "keep-alive" },
         s.instance_id,
-        crate::hub::VERSION,
+        crate::state::VERSION,
         if http10 {
             ""
         } else {

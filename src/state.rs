@@ -1,0 +1,280 @@
+/*!
+The shared state of one hub: what every handler and thread sees.
+
+[`State`] holds the configuration, the [`Store`], the [`Notifier`], the
+hub's identity, its run-time flags (remote access, relay, stop), the
+count of parked waiters with its caps, and the threads parked requests run
+on. It owns no socket: the server (`server/`) binds and serves, and the
+handlers (`api/`) only see this. Shutdown control lives in `admin.rs`.
+*/
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::api::Reply;
+use crate::config::HubConfig;
+use crate::error::{Error, Result};
+use crate::notify::{Latch, Notifier, lock};
+use crate::store::{Committed, Store};
+use crate::wire::{HubInfo, MESSAGE_KINDS};
+use crate::{ids, paths, time};
+
+/// The crate's version, reported by `--version` and hub-info.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The `implementation` name in hub-info.
+pub const IMPLEMENTATION: &str = "arc-rs";
+
+/// Stack size of a parked long-poll or SSE thread.
+const PARKED_STACK: usize = 256 * 1024;
+
+/// Lifecycle log lines: `[arc <ts>] <message>` on stdout unless quiet.
+#[derive(Debug, Clone)]
+pub struct Logger {
+    quiet: bool,
+}
+
+impl Logger {
+    pub fn new(quiet: bool) -> Logger {
+        Logger { quiet }
+    }
+
+    pub fn log(&self, message: &str) {
+        if !self.quiet {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "[arc {}] {message}", time::now());
+            let _ = out.flush();
+        }
+    }
+}
+
+/// Per-agent and total counts of parked waiters.
+#[derive(Default)]
+struct Parked {
+    total: usize,
+    per_agent: HashMap<String, usize>,
+}
+
+/// Shared state of one hub: what every handler and thread sees.
+pub struct State {
+    pub config: HubConfig,
+    pub store: Store,
+    pub notifier: Arc<Notifier>,
+    pub instance_id: String,
+    /// The absolute, symlink-resolved database path (hub-info, fingerprint).
+    pub storage_path: String,
+    pub log: Logger,
+    pub(crate) port: AtomicU16,
+    pub(crate) allow_remote: AtomicBool,
+    relay_running: AtomicBool,
+    pub(crate) pending: Mutex<Option<crate::admin::Pending>>,
+    stop: Arc<Latch>,
+    parked: Mutex<Parked>,
+    /// Threads for parked long-polls and SSE streams.
+    pub(crate) pool: Arc<crate::notify::Pool>,
+    /// What event streams may hold in memory for writing, all together.
+    pub sse_budget: Arc<crate::notify::Budget>,
+}
+
+impl State {
+    /// Validates the configuration and opens the database (no sockets).
+    pub fn open(config: HubConfig) -> Result<Arc<State>> {
+        config.validate()?;
+        let storage = paths::absolute(&config.storage)?;
+        if storage.is_dir() {
+            return Err(Error::Config(format!(
+                "storage path is a directory: {}",
+                storage.display()
+            )));
+        }
+        if let Some(parent) = storage.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::Config(format!("cannot create directory {}: {e}", parent.display()))
+            })?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&storage)
+            .map_err(|e| {
+                Error::Config(format!(
+                    "storage is not writable: {}: {e}",
+                    storage.display()
+                ))
+            })?;
+        let store = Store::open_with(&storage, config.presence_ttl_sec, config.busy_timeout)
+            .map_err(|e| {
+                Error::Config(format!("cannot open database {}: {e}", storage.display()))
+            })?;
+        let resolved = paths::display_resolved(&storage);
+        let instance_id = ids::instance_id(&resolved, store.birth()?.as_deref());
+        let notifier = Notifier::new();
+        let log = Logger::new(config.quiet);
+        {
+            let notifier = notifier.clone();
+            let log = log.clone();
+            store.set_commit_hook(move |c: &Committed| {
+                notifier.notify_posted(&c.posted);
+                for line in &c.logs {
+                    log.log(line);
+                }
+            });
+        }
+        Ok(Arc::new(State {
+            allow_remote: AtomicBool::new(config.allow_remote),
+            config,
+            store,
+            notifier,
+            instance_id,
+            storage_path: resolved,
+            log,
+            port: AtomicU16::new(0),
+            relay_running: AtomicBool::new(false),
+            pending: Mutex::new(None),
+            stop: Latch::new(),
+            parked: Mutex::new(Parked::default()),
+            pool: crate::notify::Pool::new("arc-park", PARKED_STACK, Duration::from_secs(30)),
+            sse_budget: crate::notify::Budget::new(crate::sse::BUDGET),
+        }))
+    }
+
+    pub fn allow_remote(&self) -> bool {
+        self.allow_remote.load(Ordering::SeqCst)
+    }
+
+    /// `POST /v1/network`: remote access can be turned off at any time,
+    /// The port the hub listens on (0 before binding).
+    pub fn port(&self) -> u16 {
+        self.port.load(Ordering::SeqCst)
+    }
+
+    /// The feature tokens of what this hub implements (spec §4.2).
+    pub fn features(&self) -> Vec<String> {
+        let mut f: Vec<&str> = vec!["sse"];
+        if self.relay_running.load(Ordering::SeqCst) {
+            f.push("relay");
+        }
+        f.extend([
+            "long_poll_keepalive",
+            "subtask_rollup",
+            "rpc_kinds",
+            "capability_filter",
+            "shutdown_control",
+            "session_rename",
+            "arc-rs:deep_rollup",
+            "arc-rs:inbox_long_poll",
+            "arc-rs:thread_tail",
+            "arc-rs:sse_resume",
+        ]);
+        f.into_iter().map(String::from).collect()
+    }
+
+    pub fn hub_info(&self) -> HubInfo {
+        let mode = self.store.journal_mode().to_string();
+        HubInfo {
+            storage_path: self.storage_path.clone(),
+            instance_id: self.instance_id.clone(),
+            wal_mode: mode == "wal",
+            journal_mode: mode,
+            default_channel: "general".into(),
+            max_body_chars: self.config.max_body_chars as i64,
+            max_attachment_chars: self.config.max_attachment_chars as i64,
+            max_attachments: self.config.max_attachments as i64,
+            allow_remote: self.allow_remote(),
+            protocol_version: "1".into(),
+            implementation: IMPLEMENTATION.into(),
+            implementation_version: VERSION.into(),
+            features: self.features(),
+            message_kinds: MESSAGE_KINDS.iter().map(|s| s.to_string()).collect(),
+            presence_ttl_sec: self.config.presence_ttl_sec,
+            pid: std::process::id(),
+        }
+    }
+
+    pub(crate) fn set_relay_running(&self, on: bool) {
+        self.relay_running.store(on, Ordering::SeqCst);
+    }
+
+    // ----- stopping ------------------------------------------------------
+
+    /// Asks the hub to stop; `Hub::wait` then runs the graceful stop.
+    pub fn request_stop(&self) {
+        self.stop.set();
+        self.notifier.shutdown();
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.is_set()
+    }
+
+    /// Waits up to `d` for a stop request; true once stopping.
+    pub fn wait_stop(&self, d: Duration) -> bool {
+        self.stop.wait_for(d)
+    }
+
+    // ----- parked waiter accounting ------------------------------------
+
+    /// Reserves a parked slot, or says why not (503 total, 429 per agent).
+    pub(crate) fn reserve_parked(
+        self: &Arc<Self>,
+        agent: Option<&str>,
+    ) -> std::result::Result<ParkedSlot, Reply> {
+        let mut p = lock(&self.parked);
+        if p.total >= self.config.max_waiters {
+            return Err(Reply::error(
+                503,
+                &format!(
+                    "too many parked long-polls and streams (limit {}); retry shortly",
+                    self.config.max_waiters
+                ),
+            ));
+        }
+        if let Some(a) = agent {
+            let n = p.per_agent.get(a).copied().unwrap_or(0);
+            if n >= self.config.max_waiters_per_agent {
+                return Err(Reply::error(
+                    429,
+                    &format!(
+                        "too many concurrent long-polls and streams for agent {a} (limit {})",
+                        self.config.max_waiters_per_agent
+                    ),
+                ));
+            }
+            p.per_agent.insert(a.to_string(), n + 1);
+        }
+        p.total += 1;
+        Ok(ParkedSlot {
+            state: self.clone(),
+            agent: agent.map(str::to_string),
+        })
+    }
+
+    /// Number of parked long-polls and streams right now.
+    pub fn parked_count(&self) -> usize {
+        lock(&self.parked).total
+    }
+}
+
+/// A reserved parked-waiter slot, released on drop.
+pub(crate) struct ParkedSlot {
+    state: Arc<State>,
+    agent: Option<String>,
+}
+
+impl Drop for ParkedSlot {
+    fn drop(&mut self) {
+        let mut p = lock(&self.state.parked);
+        p.total = p.total.saturating_sub(1);
+        if let Some(a) = &self.agent {
+            if let Some(n) = p.per_agent.get_mut(a) {
+                *n -= 1;
+                if *n == 0 {
+                    p.per_agent.remove(a);
+                }
+            }
+        }
+    }
+}
