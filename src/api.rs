@@ -19,8 +19,8 @@ use crate::input::{
     self, Query, field, opt_bool, opt_int, opt_list, opt_object, opt_string, req_string,
 };
 use crate::notify::{Key, Subscription, Wake};
-use crate::store::{EventQuery, FeedQuery, MAX_TTL_SEC, NewMessage};
-use crate::wire::{self, ATTACHMENT_TYPES, Envelope, MESSAGE_KINDS};
+use crate::store::{EventQuery, FeedQuery, Freshness, MAX_TTL_SEC, NewMessage};
+use crate::wire::{self, ATTACHMENT_TYPES, Claim, Envelope, Lock, MESSAGE_KINDS};
 
 /// A matched route. Path parameters are percent-decoded (spec §15 item 16).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,12 +368,12 @@ fn dispatch(s: &Arc<State>, route: &Route, c: &Call) -> Result<Outcome> {
         }
         Route::Claims => Reply::ok(
             s.store
-                .list_claims(q.get("thread_id"), q.flag("active_only"))?,
+                .list_leases::<Claim>(q.get("thread_id").map(|t| ("thread_id", t)), q.flag("active_only"))?,
         )
         .into(),
         Route::Locks => Reply::ok(
             s.store
-                .list_locks(q.get("agent_id"), q.flag("active_only"))?,
+                .list_leases::<Lock>(q.get("agent_id").map(|a| ("agent_id", a)), q.flag("active_only"))?,
         )
         .into(),
         Route::Claim => {
@@ -400,14 +400,14 @@ fn dispatch(s: &Arc<State>, route: &Route, c: &Call) -> Result<Outcome> {
             let key = req_string(b, "claim_key")?;
             let owner = req_string(b, "owner_agent_id")?;
             let ttl = ttl(b)?;
-            lease_reply(s.store.refresh_claim(&key, &owner, ttl)?, true)
+            lease_reply(s.store.refresh_lease::<Claim>(&key, &owner, ttl)?, true)
                 .with_status(200)
                 .into()
         }
         Route::ClaimRelease => {
             let key = req_string(b, "claim_key")?;
             let agent = req_string(b, "agent_id")?;
-            Reply::ok(s.store.release_claim(&key, &agent)?).into()
+            Reply::ok(s.store.release_lease::<Claim>(&key, &agent)?).into()
         }
         Route::Lock => {
             let agent = req_string(b, "agent_id")?;
@@ -421,14 +421,14 @@ fn dispatch(s: &Arc<State>, route: &Route, c: &Call) -> Result<Outcome> {
             let agent = req_string(b, "agent_id")?;
             let path = req_string(b, "file_path")?;
             let ttl = ttl(b)?;
-            lease_reply(s.store.refresh_lock(&path, &agent, ttl)?, true)
+            lease_reply(s.store.refresh_lease::<Lock>(&path, &agent, ttl)?, true)
                 .with_status(200)
                 .into()
         }
         Route::LockRelease => {
             let agent = req_string(b, "agent_id")?;
             let path = req_string(b, "file_path")?;
-            Reply::ok(s.store.release_lock(&path, &agent)?).into()
+            Reply::ok(s.store.release_lease::<Lock>(&path, &agent)?).into()
         }
         Route::Tasks => {
             let parent = q.int("parent_id")?;
@@ -768,8 +768,8 @@ fn inbox(s: &State, agent: &str, q: &Query) -> Result<Outcome> {
     )
 }
 
-/// Runs a long-poll's query; `fresh` as in `Store::feed_with`.
-fn run_query(s: &State, kind: &WaitKind, fresh: bool) -> Result<Vec<wire::Message>> {
+/// Runs a long-poll's query.
+fn run_query(s: &State, kind: &WaitKind, fresh: Freshness) -> Result<Vec<wire::Message>> {
     match kind {
         WaitKind::Events(q) => s.store.events_with(q, fresh),
         WaitKind::Feed(q) => s.store.feed_with(q, None, fresh),
@@ -787,7 +787,7 @@ fn start_wait(
     touch: bool,
 ) -> Result<Outcome> {
     let sub = (timeout > 0.0).then(|| s.notifier.subscribe(keys));
-    let rows = run_query(s, &kind, true)?;
+    let rows = run_query(s, &kind, Freshness::CatchUp)?;
     match sub {
         Some(sub) if rows.is_empty() && !s.notifier.is_shutdown() => Ok(Outcome::Wait(Wait {
             kind,
@@ -824,7 +824,7 @@ pub fn finish_wait(s: &State, mut w: Wait) -> Reply {
             };
             match w.sub.wait(wake_at) {
                 Wake::Signaled => {
-                    let rows = run_query(s, &w.kind, false)?;
+                    let rows = run_query(s, &w.kind, Freshness::TailMayLag)?;
                     if !rows.is_empty() {
                         return Ok(rows);
                     }
@@ -836,7 +836,7 @@ pub fn finish_wait(s: &State, mut w: Wait) -> Reply {
                     }
                     next_touch += every;
                 }
-                Wake::TimedOut | Wake::Shutdown => return run_query(s, &w.kind, true),
+                Wake::TimedOut | Wake::Shutdown => return run_query(s, &w.kind, Freshness::CatchUp),
             }
         }
     })();

@@ -147,7 +147,7 @@ fn send_backlog(s: &State, st: &mut Stream, f: &mut Framer) -> std::result::Resu
             max_bytes: grant.size(),
             strict_bytes: true,
         };
-        let page = match s.store.events_page(&q, true) {
+        let page = match s.store.events_page(&q, crate::store::Freshness::CatchUp) {
             Ok(page) => page,
             Err(e) if e.is_busy() => return Err(Stop::Busy),
             Err(_) => return Err(Stop::End),

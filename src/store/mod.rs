@@ -1,0 +1,330 @@
+/*!
+The SQLite store: the only module in the crate that contains SQL.
+
+One `rusqlite::Connection` behind a mutex. Every read-modify-write runs in
+a `BEGIN IMMEDIATE` transaction ([`Store::write`]), so it is atomic against
+other threads and against other hub processes sharing the same file
+(docs/PROTOCOL.md, "Data model"). Presence expiry is one routine
+(`expiry.rs`) that runs at the start of every write transaction, so a
+session past its TTL is expired, and its work recovered, before anything
+in that transaction could touch (and so revive) it.
+
+Every write transaction collects the messages it inserted and the log
+lines it produced; after the commit they are handed to the commit hook
+(which wakes waiters and prints lifecycle lines). The store itself never
+parks, never logs and knows nothing about HTTP: it returns domain errors
+([`Error::Invalid`], [`Error::NotFound`], ...) that the API maps to
+statuses.
+
+Files: `schema.rs` (the frozen schema), `tx.rs` (a write transaction and
+its shared steps), `expiry.rs` (expiry and recovery), `sessions.rs`,
+`messages.rs` (posting, feeds, the foreign-commit watcher), `leases.rs`
+(claims and locks, one implementation), `tasks.rs`, `threads.rs`,
+`tail.rs` (the in-memory tail and pages) and `rows.rs` (row readers).
+*/
+
+mod expiry;
+mod leases;
+mod messages;
+mod rows;
+mod schema;
+mod sessions;
+mod tail;
+mod tasks;
+mod threads;
+mod tx;
+
+pub use leases::LeaseRow;
+pub use messages::{EventQuery, EventsPage, FeedQuery, Freshness, NewMessage};
+pub use schema::{MAX_MESSAGE_ID, MAX_TTL_SEC};
+pub use tail::PAGE_MAX_BYTES;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::{Error, Result};
+use crate::time;
+use crate::wire::Message;
+
+use rows::text;
+use tail::{Recent, lock_recent};
+use tx::Tx;
+
+/// What a committed write produced: inserted messages and log lines.
+#[derive(Debug, Default, Clone)]
+pub struct Committed {
+    pub posted: Vec<Posted>,
+    pub logs: Vec<String>,
+    messages: Vec<Message>,
+}
+
+/// The routing facts of an inserted message, for waking waiters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Posted {
+    pub id: i64,
+    pub channel: String,
+    pub to_agent: Option<String>,
+    pub thread_id: Option<String>,
+}
+
+impl Posted {
+    fn of(m: &Message) -> Posted {
+        Posted {
+            id: m.id,
+            channel: m.channel.clone(),
+            to_agent: m.to_agent.clone(),
+            thread_id: m.thread_id.clone(),
+        }
+    }
+}
+
+type Hook = Box<dyn Fn(&Committed) + Send + Sync>;
+
+/// The files a store opened, by identity, so it can tell when they are
+/// deleted or replaced under it: a hub writing on into a deleted file
+/// would acknowledge messages that no restart will find.
+#[derive(Debug)]
+struct Files {
+    db: std::path::PathBuf,
+    db_id: Option<(u64, u64)>,
+    wal: std::path::PathBuf,
+    wal_id: Option<(u64, u64)>,
+    /// Set once a change was seen: every later write is refused.
+    lost: std::sync::atomic::AtomicBool,
+}
+
+impl Files {
+    fn of(db: &Path) -> Files {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::path::PathBuf::from(wal);
+        Files {
+            db_id: crate::sys::file_identity(db),
+            wal_id: crate::sys::file_identity(&wal),
+            db: db.to_path_buf(),
+            wal,
+            lost: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Fails (for good) once the database or its WAL is no longer the
+    /// file that was opened; true if this call is the one that noticed.
+    fn check(&self) -> std::result::Result<(), bool> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(false);
+        }
+        let same = crate::sys::file_identity(&self.db) == self.db_id
+            && (self.wal_id.is_none() || crate::sys::file_identity(&self.wal) == self.wal_id);
+        if same {
+            return Ok(());
+        }
+        Err(!self.lost.swap(true, Ordering::SeqCst))
+    }
+}
+
+/// The error of a write refused because the database files changed.
+fn files_lost(files: &Files) -> Error {
+    Error::unavailable(format!(
+        "store: the database file {} was deleted or replaced while the hub was running; writes are refused until the hub is restarted",
+        files.db.display()
+    ))
+}
+
+/// The hub's database.
+pub struct Store {
+    conn: Mutex<Connection>,
+    files: Files,
+    ttl_sec: i64,
+    journal_mode: String,
+    hook: OnceLock<Hook>,
+    /// Highest message id the foreign-commit watcher has scanned.
+    watch_cursor: AtomicI64,
+    /// Last `PRAGMA data_version` read by [`Store::foreign_commits`].
+    data_version: AtomicI64,
+    recent: Mutex<Recent>,
+}
+
+/// A message to insert, already validated by the API layer.
+impl Store {
+    /// Opens (creating if needed) the database at `path` and applies the
+    /// schema and seed rows. Nothing existing is reset.
+    pub fn open(path: &Path, ttl_sec: i64) -> Result<Store> {
+        Store::open_with(path, ttl_sec, Duration::from_secs(10))
+    }
+
+    /// [`Store::open`] with an explicit busy timeout (at least 5 s in
+    /// production; tests shorten it to observe the 503 path quickly).
+    pub fn open_with(path: &Path, ttl_sec: i64, busy: Duration) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(busy)?;
+        let journal_mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        conn.execute_batch("PRAGMA foreign_keys=OFF;")?;
+        conn.execute_batch(schema::SCHEMA)?;
+        let now = time::now();
+        conn.execute(
+            "INSERT OR IGNORE INTO channels(name, created_at, created_by, metadata_json) VALUES ('general', ?1, 'system', '{}'), ('direct', ?1, 'system', '{}')",
+            [&now],
+        )?;
+        let max_id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
+            r.get(0)
+        })?;
+        let data_version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        Ok(Store {
+            files: Files::of(path),
+            conn: Mutex::new(conn),
+            ttl_sec,
+            journal_mode: journal_mode.to_lowercase(),
+            hook: OnceLock::new(),
+            watch_cursor: AtomicI64::new(max_id),
+            data_version: AtomicI64::new(data_version),
+            recent: Mutex::new(Recent::after_id(max_id)),
+        })
+    }
+
+    /// Installs the function called after every commit that inserted
+    /// messages or produced log lines. Only the first call has an effect.
+    pub fn set_commit_hook(&self, hook: impl Fn(&Committed) + Send + Sync + 'static) {
+        let _ = self.hook.set(Box::new(hook));
+    }
+
+    /// The journal mode SQLite reports (`wal` when shared-file mode is safe).
+    pub fn journal_mode(&self) -> &str {
+        &self.journal_mode
+    }
+
+    /// `created_at` of the `general` channel: the database's birth time.
+    pub fn birth(&self) -> Result<Option<String>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT created_at FROM channels WHERE name = 'general'",
+                [],
+                |r| text(r, 0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Presence TTL in seconds.
+    pub fn ttl_sec(&self) -> i64 {
+        self.ttl_sec
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held rolled its transaction back when
+        // the transaction guard dropped, so the connection is still sound.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Refuses the write when the database files changed under us (and
+    /// says so once, through the commit hook's log lines).
+    fn check_files(&self) -> Result<()> {
+        match self.files.check() {
+            Ok(()) => Ok(()),
+            Err(first) => {
+                let err = files_lost(&self.files);
+                if first {
+                    self.publish(Committed {
+                        logs: vec![err.detail()],
+                        ..Committed::default()
+                    });
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Runs `f` inside `BEGIN IMMEDIATE`, expiring due sessions first.
+    /// The database files are checked before and after: a write is only
+    /// acknowledged once it is committed into the file the hub opened.
+    fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        self.check_files()?;
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now_s = time::now_secs();
+        let mut ctx = Tx {
+            tx: &tx,
+            now_s,
+            now: time::format(now_s),
+            ttl_sec: self.ttl_sec,
+            out: Committed::default(),
+        };
+        ctx.expire_due()?;
+        let value = f(&mut ctx)?;
+        let out = std::mem::take(&mut ctx.out);
+        drop(ctx);
+        tx.commit()?;
+        drop(conn);
+        self.check_files()?;
+        self.publish(out);
+        Ok(value)
+    }
+
+    /// Records committed messages in the in-memory tail, then calls the
+    /// hook (which wakes waiters): a waiter woken for a message always finds
+    /// it, in the tail or in the database.
+    fn publish(&self, out: Committed) {
+        if !out.messages.is_empty() {
+            lock_recent(&self.recent).extend(&out.messages);
+        }
+        if !(out.posted.is_empty() && out.logs.is_empty()) {
+            if let Some(hook) = self.hook.get() {
+                hook(&out);
+            }
+        }
+    }
+
+    /// Runs `f` in a deferred (snapshot) read transaction.
+    fn read<T>(&self, f: impl FnOnce(&Connection, &str) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let now = time::now();
+        let value = f(&tx, &now)?;
+        tx.finish()?;
+        Ok(value)
+    }
+
+    /// Runs a single-statement read without an explicit transaction (the
+    /// statement is its own consistent snapshot).
+    fn read_one<T>(&self, f: impl FnOnce(&Connection, &str) -> Result<T>) -> Result<T> {
+        let conn = self.lock();
+        f(&conn, &time::now())
+    }
+
+    /// Folds the WAL back into the database file (best effort, never blocks
+    /// other processes sharing the file).
+    pub fn checkpoint(&self) -> Result<()> {
+        let conn = self.lock();
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+}
+
+#[cfg(test)]
+pub(super) mod testutil {
+    use super::*;
+
+    pub fn temp_store(ttl: i64) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("arc-store-{}", crate::ids::uuid4_hex()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("arc.sqlite3"), ttl).unwrap();
+        (store, dir)
+    }
+
+    pub fn post(store: &Store, channel: &str, kind: &str, body: &str) -> Message {
+        store
+            .post_message(NewMessage {
+                from_agent: "a".into(),
+                channel: channel.into(),
+                kind: kind.into(),
+                body: body.into(),
+                ..Default::default()
+            })
+            .unwrap()
+    }
+}
