@@ -43,7 +43,6 @@ pub mod relay;
 pub mod server;
 pub mod smoke;
 pub mod state;
-pub mod sse;
 pub mod store;
 pub mod sys;
 pub mod time;

@@ -137,7 +137,7 @@ impl State {
             stop: Latch::new(),
             parked: Mutex::new(Parked::default()),
             pool: crate::notify::Pool::new("arc-park", PARKED_STACK, Duration::from_secs(30)),
-            sse_budget: crate::notify::Budget::new(crate::sse::BUDGET),
+            sse_budget: crate::notify::Budget::new(crate::api::STREAM_BUDGET),
         }))
     }
 

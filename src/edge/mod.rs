@@ -33,7 +33,7 @@ pub(crate) fn header<'a>(rq: &'a tiny_http::Request, name: &str) -> Option<&'a s
 enum Action {
     Reply(Reply),
     Wait(api::Wait),
-    Stream(crate::sse::Stream),
+    Stream(crate::api::Stream),
 }
 
 /// Serves one request on a worker.
@@ -74,6 +74,7 @@ fn process(state: &Arc<State>, rq: &mut tiny_http::Request) -> Action {
         query: Query::parse(query),
         body: Map::new(),
         last_event_id: header(rq, "Last-Event-ID").map(str::to_string),
+        params: route.params.clone(),
     };
     // Routes without a body ignore one, as the reference does; the HTTP
     // layer discards it after the answer (or closes the connection).
@@ -126,7 +127,7 @@ fn park(state: &Arc<State>, rq: tiny_http::Request, w: api::Wait) {
     }
 }
 
-fn stream(state: &Arc<State>, rq: tiny_http::Request, s: crate::sse::Stream) {
+fn stream(state: &Arc<State>, rq: tiny_http::Request, s: crate::api::Stream) {
     let slot = match state.reserve_parked(Some(&s.agent_id)) {
         Ok(slot) => slot,
         Err(reply) => return respond(state, rq, reply),
@@ -136,7 +137,7 @@ fn stream(state: &Arc<State>, rq: tiny_http::Request, s: crate::sse::Stream) {
         let _slot = slot;
         let http10 = *rq.http_version() == tiny_http::HTTPVersion(1, 0);
         let writer = rq.into_writer();
-        let _ = catch_unwind(AssertUnwindSafe(|| crate::sse::run(&st, s, writer, http10)));
+        let _ = catch_unwind(AssertUnwindSafe(|| crate::api::run_stream(&st, s, writer, http10)));
     });
     if let Err(e) = spawned {
         state.log.log(&format!("cannot start a stream: {e}"));

@@ -34,7 +34,7 @@ pub fn respond(state: &State, rq: tiny_http::Request, reply: Reply) {
         headers.extend(header_pair("Referrer-Policy", "no-referrer"));
     }
     if reply.status == 405 {
-        headers.extend(header_pair("Allow", "GET, POST, DELETE"));
+        headers.extend(header_pair("Allow", &crate::api::methods()));
     }
     let len = reply.body.len();
     let mut response = tiny_http::Response::new(

@@ -12,7 +12,9 @@ notifier as long-polls, so events arrive the moment they commit.
 use std::io::Write;
 use std::time::Instant;
 
-use crate::api::{Call, Outcome};
+use std::sync::Arc;
+
+use super::{Call, Outcome};
 use crate::error::{Error, Result};
 use crate::state::State;
 use crate::notify::{Key, Subscription, Wake};
@@ -45,7 +47,7 @@ pub struct Stream {
 
 /// Validates the request (errors are normal JSON answers, sent before any
 /// stream header) and subscribes.
-pub fn open(s: &State, c: &Call) -> Result<Outcome> {
+pub(super) fn open(s: &Arc<State>, c: &Call) -> Result<Outcome> {
     let q = &c.query;
     let agent = q
         .get("agent_id")
@@ -197,7 +199,7 @@ pub fn run(s: &State, mut st: Stream, out: Box<dyn Write + Send>, http10: bool) 
         return;
     }
     let _ = s.store.touch(&st.agent_id);
-    let touch_every = crate::api::touch_interval(s.config.presence_ttl_sec);
+    let touch_every = super::touch_interval(s.config.presence_ttl_sec);
     let mut next_touch = Instant::now() + touch_every;
     let mut next_beat = Instant::now() + s.config.sse_keepalive;
     // A query that lost to a busy database is retried soon: the wake-up
