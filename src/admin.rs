@@ -152,5 +152,4 @@ impl State {
         self.log.log("executing shutdown");
         self.request_stop();
     }
-
 }

@@ -42,6 +42,7 @@ pub mod paths;
 pub mod relay;
 pub mod server;
 pub mod smoke;
+pub mod spool;
 pub mod state;
 pub mod store;
 pub mod sys;

@@ -497,9 +497,8 @@ impl Budget {
     pub fn acquire(self: &Arc<Self>, n: usize, deadline: Instant) -> Option<Grant> {
         let max = self.max;
         let used = lock(&self.used);
-        let (mut used, fits) = wait_until(&self.cv, used, Some(deadline), |u| {
-            *u == 0 || *u + n <= max
-        });
+        let (mut used, fits) =
+            wait_until(&self.cv, used, Some(deadline), |u| *u == 0 || *u + n <= max);
         if !fits {
             return None;
         }

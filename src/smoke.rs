@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cli::SmokeArgs;
+use crate::client::RelayClient;
 use crate::client::http_request;
 use crate::input::percent_encode;
-use crate::relay::RelayClient;
 
 /// A failed step, printed as `Smoke test failed: <reason>`.
 #[derive(Debug, Clone, PartialEq)]

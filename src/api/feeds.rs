@@ -33,7 +33,6 @@ pub enum WaitKind {
     Inbox(String, FeedQuery),
 }
 
-
 /// Seconds between presence refreshes while a long-poll waits
 /// (docs/PROTOCOL.md, "Presence, expiry and recovery").
 pub fn touch_interval(ttl_sec: i64) -> Duration {
@@ -199,7 +198,9 @@ pub fn finish_wait(s: &State, mut w: Wait) -> Reply {
                     }
                     next_touch += every;
                 }
-                Wake::TimedOut | Wake::Shutdown => return run_query(s, &w.kind, Freshness::CatchUp),
+                Wake::TimedOut | Wake::Shutdown => {
+                    return run_query(s, &w.kind, Freshness::CatchUp);
+                }
             }
         }
     })();
@@ -212,4 +213,3 @@ pub fn finish_wait(s: &State, mut w: Wait) -> Reply {
         Err(e) => Reply::from_error(&e),
     }
 }
-

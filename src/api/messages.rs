@@ -185,7 +185,6 @@ fn normalize_attachment(a: &Value, max_chars: usize) -> Result<Value> {
     Ok(Value::Object(out))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,4 +227,3 @@ mod tests {
         assert_eq!(e.detail(), "end_line must be an integer");
     }
 }
-

@@ -24,7 +24,7 @@ mod stream;
 mod tasks;
 
 pub use feeds::{Wait, WaitKind, finish_wait, touch_interval};
-pub use routes::{NoRoute, ROUTES, RouteDef, Routed, methods, route};
+pub use routes::{NoRoute, ROUTES, RouteDef, Routed, markdown_table, methods, route};
 pub use stream::{BUDGET as STREAM_BUDGET, Stream, run as run_stream};
 
 use std::sync::Arc;

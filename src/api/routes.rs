@@ -99,9 +99,10 @@ fn segment(pattern: &str, seg: &str) -> Option<Option<String>> {
     match pattern.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
         None => (pattern == seg).then_some(None),
         Some(_) if seg.is_empty() => None,
-        Some(spec) if spec.ends_with(":digits") => {
-            seg.bytes().all(|b| b.is_ascii_digit()).then(|| Some(seg.to_string()))
-        }
+        Some(spec) if spec.ends_with(":digits") => seg
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| Some(seg.to_string())),
         Some(_) => Some(Some(input::percent_decode(seg))),
     }
 }
@@ -123,7 +124,12 @@ pub fn route(method: &str, path: &str) -> std::result::Result<Routed, NoRoute> {
         trimmed.split('/').collect()
     };
     'routes: for def in ROUTES.iter().filter(|r| r.method == method) {
-        let pattern: Vec<&str> = def.pattern.split('/').skip(1).filter(|s| !s.is_empty()).collect();
+        let pattern: Vec<&str> = def
+            .pattern
+            .split('/')
+            .skip(1)
+            .filter(|s| !s.is_empty())
+            .collect();
         if pattern.len() != segs.len() {
             continue;
         }
@@ -228,7 +234,12 @@ mod tests {
                 .replace("{agent_id}", "a")
                 .replace("{session_id}", "s");
             let got = route(r.method, &path).unwrap_or_else(|e| panic!("{path}: {e:?}"));
-            assert!(std::ptr::eq(got.def, r), "{} {} is shadowed", r.method, r.pattern);
+            assert!(
+                std::ptr::eq(got.def, r),
+                "{} {} is shadowed",
+                r.method,
+                r.pattern
+            );
         }
     }
 }

@@ -46,7 +46,12 @@ pub(super) fn create_channel(s: &Arc<State>, c: &Call) -> Result<Outcome> {
     let (ch, created) = s
         .store
         .create_channel(&name, created_by.as_deref(), &metadata)?;
-    Ok(if created { Reply::created(ch) } else { Reply::ok(ch) }.into())
+    Ok(if created {
+        Reply::created(ch)
+    } else {
+        Reply::ok(ch)
+    }
+    .into())
 }
 
 /// `POST /v1/sessions`.

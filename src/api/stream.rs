@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use super::{Call, Outcome};
 use crate::error::{Error, Result};
-use crate::state::State;
 use crate::notify::{Key, Subscription, Wake};
+use crate::state::State;
 use crate::store::EventQuery;
 
 /// Rows fetched per query while catching up on a backlog.

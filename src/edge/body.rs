@@ -11,7 +11,10 @@ use crate::state::State;
 /// read it, within the size cap, on the connection's own thread (so a
 /// slow client never holds a worker), or left it unread when its declared
 /// length is over the cap.
-pub(super) fn take(state: &State, rq: &mut tiny_http::Request) -> std::result::Result<Vec<u8>, Reply> {
+pub(super) fn take(
+    state: &State,
+    rq: &mut tiny_http::Request,
+) -> std::result::Result<Vec<u8>, Reply> {
     use tiny_http::BodyStatus;
     let too_big = || Reply::error(400, "request body exceeds max size");
     match rq.body_status() {
@@ -59,4 +62,3 @@ pub(super) fn parse(body: &[u8]) -> std::result::Result<Map<String, Value>, &'st
         Err(_) => Err("malformed JSON"),
     }
 }
-

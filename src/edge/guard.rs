@@ -110,4 +110,3 @@ pub(super) fn check(state: &State, rq: &tiny_http::Request) -> std::result::Resu
     }
     Ok(())
 }
-

@@ -137,13 +137,14 @@ fn stream(state: &Arc<State>, rq: tiny_http::Request, s: crate::api::Stream) {
         let _slot = slot;
         let http10 = *rq.http_version() == tiny_http::HTTPVersion(1, 0);
         let writer = rq.into_writer();
-        let _ = catch_unwind(AssertUnwindSafe(|| crate::api::run_stream(&st, s, writer, http10)));
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            crate::api::run_stream(&st, s, writer, http10)
+        }));
     });
     if let Err(e) = spawned {
         state.log.log(&format!("cannot start a stream: {e}"));
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -197,4 +198,3 @@ mod tests {
         assert!(!is_loopback_peer(Some(&"10.0.0.2:1".parse().unwrap())));
     }
 }
-

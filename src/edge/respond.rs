@@ -50,4 +50,3 @@ pub fn respond(state: &State, rq: tiny_http::Request, reply: Reply) {
     }
     let _ = rq.respond(response);
 }
-

@@ -140,12 +140,21 @@ impl Tx<'_> {
                 }
                 let sql = if existing.is_none() {
                     let marks = vec!["?"; cols.len()].join(", ");
-                    format!("INSERT INTO {}({}) VALUES ({marks})", T::TABLE, cols.join(", "))
+                    format!(
+                        "INSERT INTO {}({}) VALUES ({marks})",
+                        T::TABLE,
+                        cols.join(", ")
+                    )
                 } else {
                     let sets: Vec<String> = cols[1..].iter().map(|c| format!("{c} = ?")).collect();
                     vals.push(vals[0].clone());
                     vals.remove(0);
-                    format!("UPDATE {} SET {} WHERE {} = ?", T::TABLE, sets.join(", "), T::KEY)
+                    format!(
+                        "UPDATE {} SET {} WHERE {} = ?",
+                        T::TABLE,
+                        sets.join(", "),
+                        T::KEY
+                    )
                 };
                 self.tx.execute(&sql, params_from_iter(vals))?;
                 true

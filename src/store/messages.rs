@@ -76,7 +76,6 @@ pub struct EventsPage {
     pub blocked_by: Option<usize>,
 }
 
-
 impl Store {
     // ----- messages -------------------------------------------------------
 
@@ -297,7 +296,6 @@ impl Store {
         }
         Ok(true)
     }
-
 }
 
 pub(super) fn select_messages(
@@ -371,7 +369,6 @@ fn select_visible(
     args.extend([since_id.into(), limit.into(), limit.into()]);
     fill_page(c, &sql, args, page)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -484,5 +481,4 @@ mod tests {
         assert_eq!(count, 1);
         std::fs::remove_dir_all(dir).ok();
     }
-
 }

@@ -302,7 +302,6 @@ impl Store {
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
     }
-
 }
 
 #[cfg(test)]

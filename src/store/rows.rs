@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 
 use crate::wire::{Channel, Claim, Lock, Message, Session, Task};
 
-
 /// A column as text whatever its storage class (NULL stays `None`).
 pub(super) fn text(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
     Ok(match r.get_ref(i)? {
@@ -175,7 +174,6 @@ pub(super) fn task_row(r: &Row<'_>) -> rusqlite::Result<Task> {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +186,4 @@ mod tests {
         );
         assert_eq!(null_non_finite(r#"{"e": "q\"NaN"}"#), r#"{"e": "q\"NaN"}"#);
     }
-
 }

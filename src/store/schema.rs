@@ -76,7 +76,7 @@ CREATE INDEX IF NOT EXISTS ix_t_st ON tasks(status);
 pub(super) const MSG_COLS: &str = "id, ts, from_agent, to_agent, channel, kind, body, attachments_json, reply_to, thread_id, metadata_json";
 pub(super) const SESSION_COLS: &str = "session_id, agent_id, display_name, capabilities_json, metadata_json, created_at, last_seen, active";
 pub(super) const CLAIM_COLS: &str = "claim_key, thread_id, task_message_id, owner_agent_id, claimed_at, expires_at, released_at, metadata_json";
-pub(super) const LOCK_COLS: &str = "file_path, agent_id, locked_at, expires_at, released_at, metadata_json";
+pub(super) const LOCK_COLS: &str =
+    "file_path, agent_id, locked_at, expires_at, released_at, metadata_json";
 pub(super) const TASK_COLS: &str =
     "task_id, parent_task_id, channel, thread_id, status, created_at, completed_at";
-

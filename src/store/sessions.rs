@@ -3,10 +3,10 @@
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
 
+use super::Store;
 use super::rows::{channel_row, session_row, text};
 use super::schema::SESSION_COLS;
 use super::tx::{Tx, channel_exists};
-use super::Store;
 use crate::error::{Error, Result};
 use crate::time;
 use crate::wire::{Bootstrap, Channel, Session};
@@ -190,7 +190,6 @@ impl Store {
     pub fn channel_exists(&self, name: &str) -> Result<bool> {
         self.read_one(|c, _| channel_exists(c, name))
     }
-
 }
 
 impl Tx<'_> {
@@ -231,7 +230,6 @@ impl Tx<'_> {
             )
             .optional()?)
     }
-
 }
 
 #[cfg(test)]
@@ -270,5 +268,4 @@ mod tests {
         );
         std::fs::remove_dir_all(dir).ok();
     }
-
 }

@@ -114,7 +114,12 @@ impl Recent {
 
     /// Messages after `since` matching `keep` (one page: at most `limit`
     /// and about [`PAGE_MAX_BYTES`]), if the tail covers `since`.
-    pub(super) fn after(&self, since: i64, mut page: Page, keep: impl Fn(&Message) -> bool) -> Option<Page> {
+    pub(super) fn after(
+        &self,
+        since: i64,
+        mut page: Page,
+        keep: impl Fn(&Message) -> bool,
+    ) -> Option<Page> {
         if since < self.from {
             return None;
         }
@@ -214,7 +219,6 @@ fn may_still_change(m: &Message) -> bool {
 pub(super) fn lock_recent(m: &Mutex<Recent>) -> MutexGuard<'_, Recent> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -368,5 +372,4 @@ mod tests {
             2
         );
     }
-
 }

@@ -4,10 +4,10 @@
 use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 
+use super::Store;
 use super::rows::task_row;
 use super::schema::TASK_COLS;
 use super::tx::Tx;
-use super::Store;
 use crate::error::{Error, Result};
 use crate::wire::Task;
 
@@ -61,7 +61,6 @@ impl Store {
             Ok((task, parent_completed))
         })
     }
-
 }
 
 impl Tx<'_> {
@@ -121,7 +120,6 @@ impl Tx<'_> {
         }
         Ok(direct)
     }
-
 }
 
 #[cfg(test)]
@@ -185,4 +183,3 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 }
-

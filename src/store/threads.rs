@@ -3,10 +3,10 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
+use super::Store;
 use super::messages::select_messages;
 use super::rows::{claim_row, int, lock_row, task_row, text};
 use super::schema::{CLAIM_COLS, LOCK_COLS, TASK_COLS};
-use super::Store;
 use crate::error::Result;
 use crate::wire::{ThreadDetail, ThreadSummary};
 
@@ -157,4 +157,3 @@ fn summary_row(r: &Row<'_>) -> rusqlite::Result<ThreadSummary> {
         status: status.into(),
     })
 }
-

@@ -4,9 +4,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
-use super::{Committed, Posted};
-use super::schema::{MAX_MESSAGE_ID, TASK_COLS};
 use super::rows::task_row;
+use super::schema::{MAX_MESSAGE_ID, TASK_COLS};
+use super::{Committed, Posted};
 use crate::error::{Error, Result};
 use crate::time;
 use crate::wire::{Message, Task};
@@ -134,7 +134,6 @@ impl Tx<'_> {
             )
             .optional()?)
     }
-
 }
 
 pub(super) fn channel_exists(c: &Connection, name: &str) -> Result<bool> {
@@ -144,4 +143,3 @@ pub(super) fn channel_exists(c: &Connection, name: &str) -> Result<bool> {
             .is_some(),
     )
 }
-

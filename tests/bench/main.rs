@@ -476,7 +476,7 @@ fn relay_round_trip(dir: &Path, rounds: usize, idle_rounds: usize) {
         );
         return;
     }
-    let client = arc_hub::relay::RelayClient::new(&spool, "bench-relay");
+    let client = arc_hub::client::RelayClient::new(&spool, "bench-relay");
     let mut samples = Vec::new();
     for _ in 0..rounds {
         let t = Instant::now();

@@ -487,7 +487,10 @@ fn event_streams_stay_within_their_memory_budget_and_slow_readers_are_closed() {
         assert_eq!(r.status, 201);
         peak = peak.max(state.sse_budget.used());
     }
-    assert!(peak <= arc_hub::api::STREAM_BUDGET, "budget exceeded: {peak}");
+    assert!(
+        peak <= arc_hub::api::STREAM_BUDGET,
+        "budget exceeded: {peak}"
+    );
     // Peers that stop reading are closed (they resume with Last-Event-ID).
     eventually(Duration::from_secs(30), "slow streams to be closed", || {
         (state.parked_count() == 0).then_some(())

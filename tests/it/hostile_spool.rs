@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use arc_hub::client::Client;
-use arc_hub::relay::RelayClient;
+use arc_hub::client::RelayClient;
 use serde_json::json;
 
 use crate::relay::{await_response, drop_request, envelope, relay_hub, spool};

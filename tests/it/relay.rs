@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use arc_hub::cli::SmokeArgs;
+use arc_hub::client::RelayClient;
 use arc_hub::client::{Client, Post};
 use arc_hub::error::Error;
-use arc_hub::relay::{RelayClient, RelayConfig, RelayHandle, clamp_long_poll, safe_agent_id};
+use arc_hub::relay::{RelayConfig, RelayHandle};
+use arc_hub::spool::{clamp_long_poll, safe_agent_id};
 use serde_json::{Value, json};
 
 use crate::support::{TempDir, TestHub, eventually};
