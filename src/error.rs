@@ -40,6 +40,9 @@ pub enum Error {
     Usage(String),
     /// A peer sent something that does not follow the protocol.
     Protocol(String),
+    /// A step of `arc smoke-agent` failed (printed as
+    /// `Smoke test failed: <detail>`).
+    Smoke(String),
     Io(std::io::Error),
     Sql(rusqlite::Error),
     Json(serde_json::Error),
@@ -78,6 +81,7 @@ impl Error {
             | Error::Conflict(m)
             | Error::Unavailable(m)
             | Error::Internal(m)
+            | Error::Smoke(m)
             | Error::Hub { message: m, .. } => m.clone(),
             Error::Transport(m) => format!("connection error: {m}"),
             other => other.to_string(),
@@ -106,6 +110,7 @@ impl fmt::Display for Error {
             Error::Config(m) => write!(f, "config: {m}"),
             Error::Usage(m) => write!(f, "usage: {m}"),
             Error::Protocol(m) => write!(f, "protocol: {m}"),
+            Error::Smoke(m) => write!(f, "smoke: {m}"),
             Error::Io(e) => write!(f, "io: {e}"),
             Error::Sql(e) => write!(f, "sqlite: {e}"),
             Error::Json(e) => write!(f, "json: {e}"),

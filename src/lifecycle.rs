@@ -20,12 +20,31 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cli::{EnsureArgs, LocateArgs};
 use crate::client::http_request;
 use crate::config::{self, HubConfig};
 use crate::error::Result;
 use crate::paths::{self, PidInfo};
 use crate::wire::{EnsureResult, ResetResult, StopResult};
+
+/// `ensure --timeout` by default, in seconds.
+pub const ENSURE_TIMEOUT_SEC: f64 = 60.0;
+
+/// Where to find (or start) a hub: `stop` and `reset`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocateArgs {
+    pub host: String,
+    pub port: u16,
+    pub storage: PathBuf,
+    /// `reset --force`: delete the database even while a process holds it.
+    pub force: bool,
+}
+
+/// `arc ensure`: the hub to start, and how long to wait for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnsureArgs {
+    pub hub: Box<HubConfig>,
+    pub timeout: Duration,
+}
 
 /// What answers on a URL.
 #[derive(Debug, Clone, PartialEq)]

@@ -46,7 +46,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use crate::cli::AgentArgs;
 use crate::client::{Client, Post};
 use crate::error::{Error, Result};
 use crate::input::percent_encode;
@@ -55,6 +54,9 @@ use crate::notify::{Watch, pause};
 /// MCP revisions we speak, newest first; `initialize` echoes the client's
 /// choice when it is one of these and answers with the first otherwise.
 pub const PROTOCOL_VERSIONS: [&str; 3] = ["2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// The agent `arc mcp` speaks for when `--agent` is not given.
+pub const DEFAULT_AGENT: &str = "mcp-client";
 
 /// The one resource: the agent's visible feed.
 pub const INBOX_URI: &str = "arc://inbox";
@@ -109,7 +111,7 @@ pub enum Framing {
 }
 
 /// Serves MCP on stdin/stdout until EOF.
-pub fn run_stdio(args: &AgentArgs) -> Result<()> {
+pub fn run_stdio(args: &crate::client::Endpoint) -> Result<()> {
     let client = match &args.relay_dir {
         Some(dir) => Client::over_relay(&args.agent, &crate::paths::absolute(dir)?),
         None => Client::http(&args.agent, &args.base_url),

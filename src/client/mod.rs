@@ -25,7 +25,35 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::input::percent_encode;
+use crate::wire::requests;
 use crate::wire::{Bootstrap, Claim, Lock, Message, Session, Task, ThreadDetail};
+
+/// The hub agents reach when they are told nothing else.
+pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:6969";
+
+/// How one agent reaches a hub: its id, and HTTP or a relay spool
+/// (`--agent`, `--base-url`, `--relay-dir`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub agent: String,
+    pub base_url: String,
+    pub relay_dir: Option<std::path::PathBuf>,
+}
+
+impl Endpoint {
+    /// A client for this agent over this endpoint's transport.
+    pub fn client(&self) -> Client {
+        match &self.relay_dir {
+            Some(dir) => Client::over_relay(&self.agent, dir),
+            None => Client::http(&self.agent, &self.base_url),
+        }
+    }
+}
+
+/// A typed request body as the JSON the transports send.
+pub fn to_body(body: &impl serde::Serialize) -> Result<Value> {
+    Ok(serde_json::to_value(body)?)
+}
 
 /// How a [`Client`] reaches the hub.
 #[derive(Debug, Clone)]
@@ -205,17 +233,14 @@ impl Client {
         capabilities: Option<&[&str]>,
         metadata: Option<&Map<String, Value>>,
     ) -> Result<Session> {
-        let mut body = json!({"agent_id": self.agent_id, "replace": replace});
-        if let Some(d) = display_name {
-            body["display_name"] = json!(d);
-        }
-        if let Some(c) = capabilities {
-            body["capabilities"] = json!(c);
-        }
-        if let Some(m) = metadata {
-            body["metadata"] = Value::Object(m.clone());
-        }
-        let s: Session = self.typed("POST", "/v1/sessions", Some(&body))?;
+        let body = requests::Register {
+            agent_id: self.agent_id.clone(),
+            replace,
+            display_name: display_name.map(str::to_string),
+            capabilities: capabilities.map(|c| c.iter().map(|s| s.to_string()).collect()),
+            metadata: metadata.cloned(),
+        };
+        let s: Session = self.typed("POST", "/v1/sessions", Some(&to_body(&body)?))?;
         self.session_id = Some(s.session_id.clone());
         Ok(s)
     }
@@ -238,31 +263,19 @@ impl Client {
 
     /// `POST /v1/messages` to a channel.
     pub fn post(&self, channel: &str, body: &str, opts: Post) -> Result<Message> {
-        let mut b = json!({
-            "from_agent": self.agent_id,
-            "channel": channel,
-            "kind": opts.kind.as_deref().unwrap_or("chat"),
-            "body": body,
-        });
-        if let Some(v) = opts.thread_id {
-            b["thread_id"] = json!(v);
-        }
-        if let Some(v) = opts.to_agent {
-            b["to_agent"] = json!(v);
-        }
-        if let Some(v) = opts.attachments {
-            b["attachments"] = json!(v);
-        }
-        if let Some(v) = opts.metadata {
-            b["metadata"] = Value::Object(v);
-        }
-        if let Some(v) = opts.reply_to {
-            b["reply_to"] = json!(v);
-        }
-        if let Some(v) = opts.parent_task_id {
-            b["parent_task_id"] = json!(v);
-        }
-        self.typed("POST", "/v1/messages", Some(&b))
+        let b = requests::PostMessage {
+            from_agent: self.agent_id.clone(),
+            channel: channel.to_string(),
+            kind: opts.kind.unwrap_or_else(|| "chat".into()),
+            body: body.to_string(),
+            thread_id: opts.thread_id,
+            to_agent: opts.to_agent,
+            attachments: opts.attachments,
+            metadata: opts.metadata,
+            reply_to: opts.reply_to,
+            parent_task_id: opts.parent_task_id,
+        };
+        self.typed("POST", "/v1/messages", Some(&to_body(&b)?))
     }
 
     /// A direct message (channel label `direct`).
@@ -317,11 +330,12 @@ impl Client {
         name: &str,
         metadata: Option<&Map<String, Value>>,
     ) -> Result<crate::wire::Channel> {
-        let mut b = json!({"name": name, "created_by": self.agent_id});
-        if let Some(m) = metadata {
-            b["metadata"] = Value::Object(m.clone());
-        }
-        self.typed("POST", "/v1/channels", Some(&b))
+        let b = requests::CreateChannel {
+            name: name.to_string(),
+            created_by: self.agent_id.clone(),
+            metadata: metadata.cloned(),
+        };
+        self.typed("POST", "/v1/channels", Some(&to_body(&b)?))
     }
 
     pub fn channels(&self) -> Result<Vec<crate::wire::Channel>> {
@@ -337,8 +351,12 @@ impl Client {
         self.typed("GET", &path, None)
     }
 
-    fn lease<T: serde::de::DeserializeOwned>(&self, path: &str, body: Value) -> Result<Lease<T>> {
-        let mut env = self.request("POST", path, Some(&body), self.timeout)?;
+    fn lease<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<Lease<T>> {
+        let mut env = self.request("POST", path, Some(&to_body(body)?), self.timeout)?;
         let acquired = env
             .get("acquired")
             .and_then(Value::as_bool)
@@ -359,32 +377,32 @@ impl Client {
         ttl_sec: i64,
         metadata: Option<&Map<String, Value>>,
     ) -> Result<Lease<Claim>> {
-        let mut b = json!({"owner_agent_id": self.agent_id, "claim_key": key, "ttl_sec": ttl_sec});
-        if let Some(t) = thread_id {
-            b["thread_id"] = json!(t);
-        }
-        if let Some(t) = task_message_id {
-            b["task_message_id"] = json!(t);
-        }
-        if let Some(m) = metadata {
-            b["metadata"] = Value::Object(m.clone());
-        }
-        self.lease("/v1/claims", b)
+        let b = requests::Claim {
+            owner_agent_id: self.agent_id.clone(),
+            claim_key: key.to_string(),
+            ttl_sec,
+            thread_id: thread_id.map(str::to_string),
+            task_message_id,
+            metadata: metadata.cloned(),
+        };
+        self.lease("/v1/claims", &b)
     }
 
     pub fn refresh_claim(&self, key: &str, ttl_sec: i64) -> Result<Lease<Claim>> {
-        self.lease(
-            "/v1/claims/refresh",
-            json!({"claim_key": key, "owner_agent_id": self.agent_id, "ttl_sec": ttl_sec}),
-        )
+        let b = requests::RefreshClaim {
+            claim_key: key.to_string(),
+            owner_agent_id: self.agent_id.clone(),
+            ttl_sec,
+        };
+        self.lease("/v1/claims/refresh", &b)
     }
 
     pub fn release(&self, key: &str) -> Result<Claim> {
-        self.typed(
-            "POST",
-            "/v1/claims/release",
-            Some(&json!({"claim_key": key, "agent_id": self.agent_id})),
-        )
+        let b = requests::ReleaseClaim {
+            claim_key: key.to_string(),
+            agent_id: self.agent_id.clone(),
+        };
+        self.typed("POST", "/v1/claims/release", Some(&to_body(&b)?))
     }
 
     pub fn lock(
@@ -393,26 +411,31 @@ impl Client {
         ttl_sec: i64,
         metadata: Option<&Map<String, Value>>,
     ) -> Result<Lease<Lock>> {
-        let mut b = json!({"agent_id": self.agent_id, "file_path": path, "ttl_sec": ttl_sec});
-        if let Some(m) = metadata {
-            b["metadata"] = Value::Object(m.clone());
-        }
-        self.lease("/v1/locks", b)
+        let b = requests::Lock {
+            agent_id: self.agent_id.clone(),
+            file_path: path.to_string(),
+            ttl_sec,
+            metadata: metadata.cloned(),
+        };
+        self.lease("/v1/locks", &b)
     }
 
     pub fn refresh_lock(&self, path: &str, ttl_sec: i64) -> Result<Lease<Lock>> {
-        self.lease(
-            "/v1/locks/refresh",
-            json!({"agent_id": self.agent_id, "file_path": path, "ttl_sec": ttl_sec}),
-        )
+        let b = requests::Lock {
+            agent_id: self.agent_id.clone(),
+            file_path: path.to_string(),
+            ttl_sec,
+            metadata: None,
+        };
+        self.lease("/v1/locks/refresh", &b)
     }
 
     pub fn unlock(&self, path: &str) -> Result<Lock> {
-        self.typed(
-            "POST",
-            "/v1/locks/release",
-            Some(&json!({"agent_id": self.agent_id, "file_path": path})),
-        )
+        let b = requests::ReleaseLock {
+            agent_id: self.agent_id.clone(),
+            file_path: path.to_string(),
+        };
+        self.typed("POST", "/v1/locks/release", Some(&to_body(&b)?))
     }
 
     pub fn get_thread(&self, thread_id: &str) -> Result<ThreadDetail> {
@@ -428,7 +451,7 @@ impl Client {
         let mut env = self.request(
             "POST",
             &format!("/v1/tasks/{task_id}/complete"),
-            Some(&json!({})),
+            Some(&to_body(&requests::Empty {})?),
             self.timeout,
         )?;
         let parent = env
@@ -450,6 +473,39 @@ impl Client {
             "/v1/tasks".to_string()
         } else {
             format!("/v1/tasks?{query}")
+        };
+        self.typed("GET", &path, None)
+    }
+
+    /// `GET /v1/messages` of a channel (and thread) from `since_id`.
+    pub fn messages(
+        &self,
+        channel: &str,
+        thread_id: Option<&str>,
+        since_id: i64,
+    ) -> Result<Vec<Message>> {
+        let mut path = format!(
+            "/v1/messages?channel={}&since_id={since_id}",
+            percent_encode(channel)
+        );
+        if let Some(t) = thread_id {
+            path.push_str(&format!("&thread_id={}", percent_encode(t)));
+        }
+        self.typed("GET", &path, None)
+    }
+
+    /// `GET /v1/claims`, optionally of one thread and only active ones.
+    pub fn claims(&self, thread_id: Option<&str>, active_only: bool) -> Result<Vec<Claim>> {
+        let mut q = Vec::new();
+        if let Some(t) = thread_id {
+            q.push(format!("thread_id={}", percent_encode(t)));
+        }
+        if active_only {
+            q.push("active_only=true".to_string());
+        }
+        let path = match q.is_empty() {
+            true => "/v1/claims".to_string(),
+            false => format!("/v1/claims?{}", q.join("&")),
         };
         self.typed("GET", &path, None)
     }

@@ -42,18 +42,20 @@ use crate::sys::dir::is_refusal;
 use scan::{Scanner, Spool, has_ext, watch_loop};
 
 /// Settings of a relay server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RelayConfig {
     pub base_url: String,
     pub spool: PathBuf,
     pub poll_interval: Duration,
     pub request_timeout: Duration,
-    /// Relayed long-polls wait at most this long (spec §15 item 31).
+    /// Relayed long-polls wait at most this long.
     pub max_wait_sec: f64,
     /// `.work` and response files older than this are deleted.
     pub retention: Duration,
     /// Request files larger than this are refused with a 400 response.
     pub max_request_bytes: u64,
+    /// The spool as the operator named it (for log lines).
+    pub display_spool: String,
 }
 
 impl RelayConfig {
@@ -66,6 +68,7 @@ impl RelayConfig {
             max_wait_sec: 20.0,
             retention: Duration::from_secs(3600),
             max_request_bytes: 8_385_536 + 65_536,
+            display_spool: spool.display().to_string(),
         }
     }
 }

@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use arc_hub::cli::SmokeArgs;
 use arc_hub::client::RelayClient;
 use arc_hub::client::{Client, Post};
 use arc_hub::error::Error;
 use arc_hub::relay::{RelayConfig, RelayHandle};
+use arc_hub::smoke::SmokeArgs;
 use arc_hub::spool::{clamp_long_poll, safe_agent_id};
 use serde_json::{Value, json};
 
@@ -591,7 +591,7 @@ fn the_three_smoke_roles_pass_in_process_two_over_http_one_over_relay() {
             .collect();
         for t in threads {
             let (role, r) = t.join().unwrap();
-            assert_eq!(r, Ok(()), "{role} in run {run}");
+            assert!(r.is_ok(), "{role} in run {run}: {r:?}");
         }
         let channel = format!("smoke-room-{run}");
         let msgs = h

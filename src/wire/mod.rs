@@ -1,11 +1,18 @@
 /*!
-The JSON shapes of the v1 protocol (spec §3.6, §4, §7).
+The JSON shapes of the v1 protocol (docs/PROTOCOL.md, "Data model",
+"Endpoints"): answers here, request bodies in [`requests`], and the
+Python-style formatter in [`pyjson`].
 
 Field order follows the reference's output. These are the only serde
 derives in the crate: the store fills them from rows, the API serialises
 them, and the client deserialises them. Deserialisation is lenient
 (`#[serde(default)]`) so the client also reads answers from other hubs.
 */
+
+pub mod pyjson;
+pub mod requests;
+
+pub use pyjson::to_python_json;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -257,161 +264,4 @@ pub struct ResetResult {
     pub note: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
-}
-
-/// Serialises like Python's `json.dumps`: `", "` and `": "` separators (or
-/// a 2-space indent), and every non-ASCII character escaped as `\uXXXX`.
-/// The CLI prints with it so scripts written against the reference keep
-/// matching its output byte for byte.
-pub fn to_python_json<T: Serialize>(value: &T, indent: bool) -> String {
-    let mut out = Vec::new();
-    let fmt = PyFormatter {
-        indent,
-        level: 0,
-        has_value: false,
-    };
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    if value.serialize(&mut ser).is_err() {
-        return String::from("null");
-    }
-    String::from_utf8(out).unwrap_or_default()
-}
-
-struct PyFormatter {
-    indent: bool,
-    level: usize,
-    has_value: bool,
-}
-
-impl PyFormatter {
-    fn newline<W: ?Sized + std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
-        w.write_all(b"\n")?;
-        for _ in 0..self.level {
-            w.write_all(b"  ")?;
-        }
-        Ok(())
-    }
-
-    /// `[` or `{`.
-    fn open<W: ?Sized + std::io::Write>(&mut self, w: &mut W, b: &[u8]) -> std::io::Result<()> {
-        self.level += 1;
-        self.has_value = false;
-        w.write_all(b)
-    }
-
-    /// `]` or `}`, on its own line when indenting a non-empty container.
-    fn close<W: ?Sized + std::io::Write>(&mut self, w: &mut W, b: &[u8]) -> std::io::Result<()> {
-        self.level -= 1;
-        if self.indent && self.has_value {
-            self.newline(w)?;
-        }
-        self.has_value = true;
-        w.write_all(b)
-    }
-
-    /// The separator before an array element or object key.
-    fn item<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
-        if !first {
-            w.write_all(if self.indent { b"," } else { b", " })?;
-        }
-        if self.indent {
-            self.newline(w)?;
-        }
-        Ok(())
-    }
-}
-
-impl serde_json::ser::Formatter for PyFormatter {
-    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.open(w, b"[")
-    }
-
-    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.close(w, b"]")
-    }
-
-    fn begin_array_value<W: ?Sized + std::io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        self.item(w, first)
-    }
-
-    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-
-    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.open(w, b"{")
-    }
-
-    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.close(w, b"}")
-    }
-
-    fn begin_object_key<W: ?Sized + std::io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        self.item(w, first)
-    }
-
-    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        w.write_all(b": ")
-    }
-
-    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-
-    fn write_string_fragment<W: ?Sized + std::io::Write>(
-        &mut self,
-        w: &mut W,
-        fragment: &str,
-    ) -> std::io::Result<()> {
-        for c in fragment.chars() {
-            if c.is_ascii() {
-                w.write_all(&[c as u8])?;
-            } else {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    write!(w, "\\u{u:04x}")?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn python_style_json() {
-        let v = json!({"a": 1, "b": [1, "é😀"], "c": {}, "d": []});
-        assert_eq!(
-            to_python_json(&v, false),
-            r#"{"a": 1, "b": [1, "\u00e9\ud83d\ude00"], "c": {}, "d": []}"#
-        );
-        assert_eq!(
-            to_python_json(&v, true),
-            "{\n  \"a\": 1,\n  \"b\": [\n    1,\n    \"\\u00e9\\ud83d\\ude00\"\n  ],\n  \"c\": {},\n  \"d\": []\n}"
-        );
-        let r = EnsureResult {
-            running: true,
-            started: false,
-            url: "http://x".into(),
-            error: None,
-        };
-        assert_eq!(
-            to_python_json(&r, true),
-            "{\n  \"running\": true,\n  \"started\": false,\n  \"url\": \"http://x\"\n}"
-        );
-    }
 }

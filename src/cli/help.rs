@@ -1,0 +1,141 @@
+//! Help text, made from the command table and the flag table.
+
+use super::flags::{FLAGS, default_of};
+
+/// One subcommand: name, one-line summary, usage line, and what else its
+/// help says.
+pub struct CommandHelp {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub usage: &'static str,
+    pub notes: &'static str,
+}
+
+/// Every subcommand, in help order.
+pub static COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "serve",
+        summary: "run the hub in the foreground",
+        usage: "arc [serve] [flags]",
+        notes: "",
+    },
+    CommandHelp {
+        name: "ensure",
+        summary: "start a background hub unless one is already running",
+        usage: "arc ensure [flags]",
+        notes: "Prints JSON {running, started, url[, error]}; exits 0 when the hub is running.",
+    },
+    CommandHelp {
+        name: "stop",
+        summary: "stop the hub found through its pidfile or --host/--port",
+        usage: "arc stop [--host H] [--port P] [--storage PATH]",
+        notes: "Asks the hub to stop; signals only a pid the hub itself reports.",
+    },
+    CommandHelp {
+        name: "reset",
+        summary: "stop the hub, then delete the database and its -wal/-shm files",
+        usage: "arc reset [--host H] [--port P] [--storage PATH] [--force]",
+        notes: "Refuses to delete a database that another process holds open (a hub\nwithout a pidfile, say) unless --force is given.",
+    },
+    CommandHelp {
+        name: "post",
+        summary: "post one message",
+        usage: "arc post --agent ID [flags] BODY",
+        notes: "",
+    },
+    CommandHelp {
+        name: "poll",
+        summary: "wait for messages visible to an agent and print them, one JSON per line",
+        usage: "arc poll --agent ID [flags]",
+        notes: "",
+    },
+    CommandHelp {
+        name: "whoami",
+        summary: "print the agent's bootstrap view",
+        usage: "arc whoami --agent ID [flags]",
+        notes: "",
+    },
+    CommandHelp {
+        name: "relay",
+        summary: "serve a relay spool against a hub",
+        usage: "arc relay [flags]",
+        notes: "",
+    },
+    CommandHelp {
+        name: "mcp",
+        summary: "an MCP server on stdio for one agent",
+        usage: "arc mcp [--agent ID] [--base-url URL | --relay-dir DIR]",
+        notes: "See docs/MCP.md.",
+    },
+    CommandHelp {
+        name: "smoke-agent",
+        summary: "run one role of the three-agent smoke test",
+        usage: "arc smoke-agent --role ROLE --transport http|relay [flags]",
+        notes: "",
+    },
+    CommandHelp {
+        name: "help",
+        summary: "show help for a command",
+        usage: "arc help [COMMAND]",
+        notes: "",
+    },
+];
+
+/// The usage line printed with usage errors.
+pub fn usage() -> String {
+    let names: Vec<&str> = COMMANDS
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| *n != "help")
+        .collect();
+    format!(
+        "usage: arc [--host H] [--port P] [--storage PATH] [...] [{}] [--help]",
+        names.join("|")
+    )
+}
+
+/// The flag lines of `cmd` (`*` for the hub), with their defaults.
+fn flag_lines(cmd: &str) -> String {
+    let key = if cmd == "serve" { "*" } else { cmd };
+    let mut out = String::new();
+    for f in FLAGS.iter().filter(|f| f.cmds.contains(&key)) {
+        let left = match f.value {
+            Some(v) => format!("--{} {v}", f.name),
+            None => format!("--{}", f.name),
+        };
+        let default = default_of(f.name, cmd)
+            .map(|d| format!(" (default {d})"))
+            .unwrap_or_default();
+        out.push_str(&format!("  {left:<28}{}{default}\n", f.help));
+    }
+    out
+}
+
+/// Help for `arc --help` and `arc <command> --help`.
+pub fn help(topic: Option<&str>) -> String {
+    if let Some(c) = topic.and_then(|t| COMMANDS.iter().find(|c| c.name == t)) {
+        if c.name != "serve" {
+            let mut s = format!("arc {}: {}\n\nusage: {}\n", c.name, c.summary, c.usage);
+            let flags = flag_lines(c.name);
+            if !flags.is_empty() {
+                s.push_str(&format!("\n{flags}"));
+            }
+            if !c.notes.is_empty() {
+                s.push_str(&format!("\n{}\n", c.notes));
+            }
+            return s.trim_end().to_string();
+        }
+    }
+    let mut s = format!(
+        "arc {}: a local coordination hub for AI agents\n\nusage: arc [flags]            run the hub in the foreground (same as `arc serve`)\n       arc <command> [flags]\n\ncommands:\n",
+        crate::state::VERSION
+    );
+    for c in COMMANDS {
+        s.push_str(&format!("  {:<13}{}\n", c.name, c.summary));
+    }
+    s.push_str(&format!("\nhub flags:\n{}", flag_lines("serve")));
+    s.push_str(
+        "\nRun `arc <command> --help` for a command's flags. Flags may come before or after the command.",
+    );
+    s
+}
