@@ -1,7 +1,8 @@
 /*!
 The JSON shapes of the v1 protocol (docs/PROTOCOL.md, "Data model",
 "Endpoints"): answers here, request bodies in [`requests`], and the
-Python-style formatter in [`pyjson`].
+Python-style formatter in [`pyjson`], and the depth and size limits any
+JSON text is checked against before it is parsed in [`shape`].
 
 Field order follows the reference's output. These are the only serde
 derives in the crate: the store fills them from rows, the API serialises
@@ -11,6 +12,7 @@ them, and the client deserialises them. Deserialisation is lenient
 
 pub mod pyjson;
 pub mod requests;
+pub mod shape;
 
 pub use pyjson::to_python_json;
 
