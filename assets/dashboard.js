@@ -157,6 +157,30 @@
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+  // Polled panels are refreshed from several places (their timer, live
+  // events, commands), so two requests for one panel can be in flight at
+  // once and answer in either order. Each refresh takes a ticket before it
+  // asks; its answer is applied only if no refresh of that panel started
+  // later has been applied already, so a slow answer never overwrites a
+  // newer one.
+  const tickets = {};
+  function ticket(name) {
+    const t = tickets[name] || (tickets[name] = { issued: 0, applied: 0 });
+    const n = ++t.issued;
+    return () => {
+      if (n <= t.applied) return false;
+      t.applied = n;
+      return true;
+    };
+  }
+
+  // The page changed what it knows itself (e.g. a shutdown it just
+  // cancelled): answers to requests already in flight are stale.
+  function invalidate(name) {
+    const t = tickets[name];
+    if (t) t.applied = t.issued;
+  }
+
   // ---------------------------------------------------------------- API
   class ApiError extends Error {
     constructor(status, message) {
@@ -750,12 +774,14 @@
 
   // ---------------------------------------------------------------- agents
   async function refreshAgents() {
+    const fresh = ticket("agents");
     let list;
     try {
       list = (await api("GET", "/v1/agents?as=" + q(S.me))).result;
     } catch (e) {
       return;
     }
+    if (!fresh()) return;
     const changed = list.length !== S.agents.size ||
       list.some((a) => { const o = S.agents.get(a.agent_id); return !o || o.display_name !== a.display_name; });
     S.agents = new Map(list.map((a) => [a.agent_id, a]));
@@ -803,8 +829,10 @@
 
   // ---------------------------------------------------------------- threads
   async function refreshThreads() {
+    const fresh = ticket("threads");
     let list;
     try { list = (await api("GET", "/v1/threads")).result; } catch (_) { return; }
+    if (!fresh()) return;
     S.threads = new Map(list.filter((t) => t.thread_id).map((t) => [t.thread_id, t]));
     const pick = $("thread-picker");
     const keep = S.thread;
@@ -865,8 +893,10 @@
 
   // ---------------------------------------------------------------- tasks
   async function refreshTasks() {
+    const fresh = ticket("tasks");
     let tasks;
     try { tasks = (await api("GET", "/v1/tasks")).result; } catch (_) { return; }
+    if (!fresh()) return;
     const byId = new Map(tasks.map((t) => [t.task_id, t]));
     const kids = new Map();
     for (const t of tasks) {
@@ -960,7 +990,11 @@
   }
 
   // ---------------------------------------------------------------- claims + locks
+  // Taking or releasing a claim or lock posts no message, so nothing in the
+  // stream announces it: these panels are polled (see main) and may lag the
+  // hub by up to one period plus a round trip.
   async function refreshLeases() {
+    const fresh = ticket("leases");
     let claims, locks;
     try {
       [claims, locks] = await Promise.all([
@@ -968,6 +1002,7 @@
         api("GET", "/v1/locks?active_only=1").then((d) => d.result),
       ]);
     } catch (_) { return; }
+    if (!fresh()) return;
     const cu = $("claims");
     clear(cu);
     for (const c of claims) {
@@ -1022,8 +1057,10 @@
 
   // ---------------------------------------------------------------- shutdown
   async function refreshShutdown() {
+    const fresh = ticket("shutdown");
     let r;
     try { r = (await api("GET", "/v1/shutdown")).result; } catch (_) { return; }
+    if (!fresh()) return;
     if (r && typeof r.remaining_sec === "number") {
       // The hub floors the seconds left: keep our own deadline unless the
       // hub's differs by more than that rounding, so the countdown never
@@ -1056,6 +1093,8 @@
     } catch (e) {
       if (e.message !== "no shutdown pending") showError("Cancel failed: " + e.message);
     }
+    // A poll that left before the cancel would bring the banner back.
+    invalidate("shutdown");
     S.shutdown = null;
     tickShutdown();
     refreshShutdown();
@@ -1175,6 +1214,7 @@
         }
         try {
           await api("POST", "/v1/shutdown", { delay_sec: delay });
+          invalidate("shutdown");
           localNotice(delay > 0 ? "Shutdown armed: " + delay + " s. Type anything to cancel." : "Hub shutting down now.");
         } catch (e) { showError("/" + cmd + " failed: " + e.message); return false; }
         await refreshShutdown();

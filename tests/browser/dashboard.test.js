@@ -18,6 +18,13 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const UPDATE_SCREENSHOT = process.env.ARC_UPDATE_SCREENSHOT === "1";
 const TOTAL_LIMIT_MS = 300_000;
 const LIVE_LIMIT_MS = 1000;
+// Panels the page polls instead of learning from the stream, and how often
+// (assets/dashboard.js, main()). A panel may lag the API by one period plus
+// a round trip; waits for them allow three periods.
+const LEASE_POLL_MS = 3000;
+const AGENT_POLL_MS = 5000;
+const LEASE_LIMIT_MS = 3 * LEASE_POLL_MS;
+const AGENT_LIMIT_MS = 3 * AGENT_POLL_MS;
 const FLOOD = 5000;
 const FEED_CAP = 500;
 
@@ -34,7 +41,9 @@ function log(...a) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(what, fn, limitMs, everyMs = 50) {
+// Polls fn until it returns something truthy. On timeout the message names
+// what was awaited, the last error, and detail() (what was seen last).
+async function waitFor(what, fn, limitMs, everyMs = 50, detail = null) {
   const start = Date.now();
   let last;
   for (;;) {
@@ -46,6 +55,7 @@ async function waitFor(what, fn, limitMs, everyMs = 50) {
     }
     if (Date.now() - start > limitMs) {
       throw new CheckFailed(`timed out after ${limitMs} ms waiting for ${what}` +
+        (detail ? `; ${detail()}` : "") +
         (last instanceof Error ? ` (last error: ${last.message})` : ""));
     }
     await sleep(everyMs);
@@ -184,6 +194,31 @@ async function feedHas(page, body, limitMs, what) {
 
 async function textOf(page, sel) {
   return page.$eval(sel, (e) => e.textContent);
+}
+
+// Waits until the keys a panel shows (attribute attr of its rows) are
+// exactly the keys the API lists, both read afresh on every try (API first:
+// the page can only lag it). Returns the API's keys, sorted.
+async function panelMatchesApi(page, api, { what, rows, attr, path: apiPath, key, limitMs }) {
+  let want = null;
+  let shown = null;
+  await waitFor(`${what} to match GET ${apiPath}`, async () => {
+    want = (await api.get(apiPath)).map(key).sort();
+    shown = (await page.$$eval(rows, (els, a) => els.map((e) => e.getAttribute(a)), attr)).sort();
+    return JSON.stringify(shown) === JSON.stringify(want);
+  }, limitMs, 100, () => `${what} ${JSON.stringify(shown)} vs API ${JSON.stringify(want)}`);
+  return want;
+}
+
+// "expires in 6:58" / "1:02:03" -> seconds.
+function leftSec(text) {
+  const m = /^expires in (?:(\d+):)?(\d+):(\d\d)$/.exec(text);
+  return m ? Number(m[1] || 0) * 3600 + Number(m[2]) * 60 + Number(m[3]) : null;
+}
+
+// Seconds until an API timestamp, by this machine's clock (the hub's).
+function secondsUntil(ts) {
+  return (Date.parse(ts) - Date.now()) / 1000;
 }
 
 async function waitText(page, sel, needle, limitMs, what) {
@@ -382,22 +417,38 @@ async function run(tmp) {
       const claims = await api.get("/v1/claims?active_only=1");
       const locks = await api.get("/v1/locks?active_only=1");
       check(claims.length === 2 && locks.length === 2, `fixture: ${claims.length} claims, ${locks.length} locks`);
-      const shownClaims = await page.$$eval("#claims [data-claim]", (els) => els.map((e) => e.getAttribute("data-claim")));
-      const shownLocks = await page.$$eval("#locks [data-lock]", (els) => els.map((e) => e.getAttribute("data-lock")));
-      check(JSON.stringify(shownClaims.sort()) === JSON.stringify(claims.map((c) => c.claim_key).sort()), `claims panel ${JSON.stringify(shownClaims)} vs API ${JSON.stringify(claims.map((c) => c.claim_key))}`);
-      check(JSON.stringify(shownLocks.sort()) === JSON.stringify(locks.map((l) => l.file_path).sort()), `locks panel ${JSON.stringify(shownLocks)} vs API`);
+      // The lease panels are polled, not pushed: wait for them to catch up.
+      const claimsPanel = { what: "claims panel", rows: "#claims [data-claim]", attr: "data-claim", path: "/v1/claims?active_only=1", key: (c) => c.claim_key, limitMs: LEASE_LIMIT_MS };
+      const locksPanel = { what: "locks panel", rows: "#locks [data-lock]", attr: "data-lock", path: "/v1/locks?active_only=1", key: (l) => l.file_path, limitMs: LEASE_LIMIT_MS };
+      await panelMatchesApi(page, api, claimsPanel);
+      await panelMatchesApi(page, api, locksPanel);
+      // Countdowns agree with the API's expiry (within the page's 1 s tick).
+      const claim2 = claims.find((c) => c.claim_key === `task-${t2.id}`);
+      check(claim2, `claim task-${t2.id} missing from the API: ${JSON.stringify(claims.map((c) => c.claim_key))}`);
       const claimRow = await textOf(page, `#claims [data-claim="task-${t2.id}"]`);
-      check(claimRow.includes("Coder 2") && /expires in 1[45]:\d\d/.test(claimRow), `claim row: ${claimRow}`);
-      const c1 = await textOf(page, '#locks [data-lock="docs/syntax.md"] .countdown');
-      await sleep(1100);
-      const c2 = await textOf(page, '#locks [data-lock="docs/syntax.md"] .countdown');
-      check(/^expires in [67]:\d\d$/.test(c1) && c1 !== c2, `lock countdown ticks: ${c1} -> ${c2}`);
+      const claimLeft = leftSec(await textOf(page, `#claims [data-claim="task-${t2.id}"] .countdown`));
+      const claimWant = secondsUntil(claim2.expires_at);
+      check(claimRow.includes("Coder 2") && claimLeft !== null && claimLeft <= 900 && Math.abs(claimLeft - claimWant) <= 5,
+        `claim row: ${claimRow} (API: ${claimWant.toFixed(1)} s left)`);
+      const countdown = '#locks [data-lock="docs/syntax.md"] .countdown';
+      const syntaxLock = locks.find((l) => l.file_path === "docs/syntax.md");
+      const c1 = await textOf(page, countdown);
+      const s1 = leftSec(c1);
+      const want1 = secondsUntil(syntaxLock.expires_at);
+      check(s1 !== null && s1 <= 420 && Math.abs(s1 - want1) <= 5, `lock countdown: ${c1} (API: ${want1.toFixed(1)} s left)`);
+      let c2 = c1;
+      await waitFor(`lock countdown to tick past ${JSON.stringify(c1)}`, async () => (c2 = await textOf(page, countdown)) !== c1,
+        5000, 100, () => `still ${JSON.stringify(c2)}`);
+      check(leftSec(c2) !== null && leftSec(c2) < s1, `lock countdown ticks: ${c1} -> ${c2}`);
 
-      // A new lock taken through the API shows up without a reload.
+      // A new lock taken through the API shows up without a reload, and
+      // goes once released.
       await api.post("/v1/locks", { agent_id: "reviewer", file_path: "benches/parse.rs", ttl_sec: 300 });
-      await page.waitForSelector('#locks [data-lock="benches/parse.rs"]', { timeout: 5000 });
+      const withNew = await panelMatchesApi(page, api, locksPanel);
+      check(withNew.includes("benches/parse.rs"), `new lock not in the API: ${JSON.stringify(withNew)}`);
       await api.post("/v1/locks/release", { agent_id: "reviewer", file_path: "benches/parse.rs" });
-      await page.waitForSelector('#locks [data-lock="benches/parse.rs"]', { state: "detached", timeout: 5000 });
+      const released = await panelMatchesApi(page, api, locksPanel);
+      check(!released.includes("benches/parse.rs"), `released lock still in the API: ${JSON.stringify(released)}`);
     });
 
     await step("thread picker switches to a thread; posting there stays in the thread", async () => {
@@ -487,10 +538,13 @@ async function run(tmp) {
       await page.waitForSelector("#shutdown-banner:not([hidden])", { timeout: 3000 });
       const status = await api.get("/v1/shutdown");
       check(status && status.delay_sec === 600, `shutdown status: ${JSON.stringify(status)}`);
-      const r1 = Number(await page.getAttribute("#shutdown-banner", "data-remaining"));
-      await sleep(2100);
-      const r2 = Number(await page.getAttribute("#shutdown-banner", "data-remaining"));
-      check(r1 > 590 && r2 < r1, `countdown ${r1} -> ${r2}`);
+      const remaining = async () => Number(await page.getAttribute("#shutdown-banner", "data-remaining"));
+      const r1 = await remaining();
+      check(r1 > 590 && r1 <= 601, `countdown starts at ${r1}`);
+      let r2 = r1;
+      await waitFor(`shutdown countdown to go below ${r1}`, async () => (r2 = await remaining()) < r1,
+        5000, 100, () => `still ${r2}`);
+      check(r2 > 0, `countdown ${r1} -> ${r2}`);
       await typeLine(page, "Never mind, keep running.");
       await page.waitForSelector("#shutdown-banner", { state: "hidden", timeout: 3000 });
       check((await api.get("/v1/shutdown")) === null, "shutdown still pending after typing");
@@ -520,7 +574,7 @@ async function run(tmp) {
       await api.say(evilId, "<img src=x onerror=alert(5)>", "hello from a hostile channel");
       await feedHas(page, evil, 2000, "hostile body");
       await feedHas(page, evilScript, 2000, "hostile script body");
-      await waitText(page, "#agents", "<script>alert(4)</script>", 7000, "hostile display name");
+      await waitText(page, "#agents", "<script>alert(4)</script>", AGENT_LIMIT_MS, "hostile display name (agents are polled)");
       await waitText(page, "#channels", "#<img src=x onerror=alert(5)>", 3000, "hostile channel name");
       await waitText(page, "#inbox", "<img src=x onerror=alert(15)>", 2000, "hostile DM");
       await waitText(page, "#messages", "file: <img src=x onerror=alert(7)> - <iframe src=javascript:alert(8)>", 1000, "hostile attachment");
