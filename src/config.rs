@@ -158,7 +158,13 @@ impl HubConfig {
         LOOPBACK_HOSTS.contains(&self.host.as_str())
     }
 
-    /// The request-size cap in bytes (spec §2.3): body plus every attachment
+    /// Longest stored `metadata` or `capabilities` encoding: the
+    /// attachment limit, measured the same way (docs/COMPATIBILITY.md).
+    pub fn max_json_field_chars(&self) -> usize {
+        self.max_attachment_chars
+    }
+
+    /// The request-size cap in bytes (docs/PROTOCOL.md, "Wire rules"): body plus every attachment
     /// at its maximum, plus 64 KiB of JSON overhead.
     pub fn request_cap(&self) -> usize {
         self.max_body_chars

@@ -370,6 +370,30 @@ pub fn opt_list(body: &Map<String, Value>, key: &str) -> Result<Option<Vec<Value
     }
 }
 
+/// Refuses a stored JSON field (`metadata`, `capabilities`) whose
+/// encoding is longer than `max` characters, measured as attachments are:
+/// `<key> exceeds max size`. The reference bounds these only by the body
+/// size; every listing re-sends them, so they are held to the attachment
+/// limit (docs/COMPATIBILITY.md).
+pub fn within_size(value: &Value, key: &str, max: usize) -> Result<()> {
+    match py_json_len(value) > max {
+        true => Err(Error::invalid(format!("{key} exceeds max size"))),
+        false => Ok(()),
+    }
+}
+
+/// An object field held to `max` characters (see [`within_size`]).
+pub fn opt_object_within(
+    body: &Map<String, Value>,
+    key: &str,
+    max: usize,
+) -> Result<Option<Map<String, Value>>> {
+    if let Some(v @ Value::Object(_)) = field(body, key) {
+        within_size(v, key, max)?;
+    }
+    opt_object(body, key)
+}
+
 /// Length of `value` as Python's default `json.dumps` would write it:
 /// ASCII-only output (`\uXXXX` for every non-ASCII BMP character, a
 /// surrogate pair for astral ones), with `", "` and `": "` separators.

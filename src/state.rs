@@ -77,6 +77,8 @@ pub struct State {
     pub(crate) pool: Arc<crate::notify::Pool>,
     /// What event streams may hold in memory for writing, all together.
     pub sse_budget: Arc<crate::notify::Budget>,
+    /// What large request bodies may cost once parsed, all together.
+    pub(crate) parse_budget: Arc<crate::notify::Budget>,
 }
 
 impl State {
@@ -138,6 +140,7 @@ impl State {
             parked: Mutex::new(Parked::default()),
             pool: crate::notify::Pool::new("arc-park", PARKED_STACK, Duration::from_secs(30)),
             sse_budget: crate::notify::Budget::new(crate::api::STREAM_BUDGET),
+            parse_budget: crate::notify::Budget::new(crate::edge::PARSE_BUDGET),
         }))
     }
 

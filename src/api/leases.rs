@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{Call, Outcome, Reply};
 use crate::error::{Error, Result};
-use crate::input::{opt_int, opt_object, opt_string, req_string};
+use crate::input::{opt_int, opt_object_within, opt_string, req_string};
 use crate::state::State;
 use crate::store::MAX_TTL_SEC;
 use crate::wire::{Claim, Envelope, Lock};
@@ -64,7 +64,8 @@ pub(super) fn claim(s: &Arc<State>, c: &Call) -> Result<Outcome> {
     let task_id = opt_int(b, "task_message_id")?;
     let thread = opt_string(b, "thread_id")?.filter(|t| !t.is_empty());
     let ttl = ttl(b)?;
-    let metadata = opt_object(b, "metadata")?.unwrap_or_default();
+    let metadata =
+        opt_object_within(b, "metadata", s.config.max_json_field_chars())?.unwrap_or_default();
     let key = match (key.is_empty(), task_id) {
         (false, _) => key,
         (true, Some(id)) => format!("task-{id}"),
@@ -100,7 +101,8 @@ pub(super) fn lock(s: &Arc<State>, c: &Call) -> Result<Outcome> {
     let agent = req_string(b, "agent_id")?;
     let path = req_string(b, "file_path")?;
     let ttl = ttl(b)?;
-    let metadata = opt_object(b, "metadata")?.unwrap_or_default();
+    let metadata =
+        opt_object_within(b, "metadata", s.config.max_json_field_chars())?.unwrap_or_default();
     let (lock, acquired) = s.store.acquire_lock(&agent, &path, ttl, &metadata)?;
     Ok(lease_reply(lock, acquired).into())
 }

@@ -106,7 +106,10 @@ fn normalize_message(s: &State, b: &Map<String, Value>) -> Result<NewMessage> {
     };
     let metadata = match b.get("metadata") {
         v if !truthy(v) => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
+        Some(v @ Value::Object(m)) => {
+            input::within_size(v, "metadata", s.config.max_json_field_chars())?;
+            m.clone()
+        }
         _ => return Err(Error::invalid("metadata must be a JSON object")),
     };
     Ok(NewMessage {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Call, Outcome, Reply};
 use crate::error::{Error, Result};
-use crate::input::{self, opt_bool, opt_list, opt_object, opt_string, req_string};
+use crate::input::{self, opt_bool, opt_list, opt_object_within, opt_string, req_string};
 use crate::state::State;
 
 /// `GET /v1/agents`.
@@ -42,7 +42,8 @@ pub(super) fn create_channel(s: &Arc<State>, c: &Call) -> Result<Outcome> {
     let b = &c.body;
     let name = req_string(b, "name")?;
     let created_by = opt_string(b, "created_by")?;
-    let metadata = opt_object(b, "metadata")?.unwrap_or_default();
+    let metadata =
+        opt_object_within(b, "metadata", s.config.max_json_field_chars())?.unwrap_or_default();
     let (ch, created) = s
         .store
         .create_channel(&name, created_by.as_deref(), &metadata)?;
@@ -60,6 +61,9 @@ pub(super) fn create(s: &Arc<State>, c: &Call) -> Result<Outcome> {
     let agent_id = req_string(b, "agent_id")?;
     let display = opt_string(b, "display_name")?.filter(|d| !d.is_empty());
     let caps = opt_list(b, "capabilities")?.unwrap_or_default();
+    if let Some(v) = input::field(b, "capabilities") {
+        input::within_size(v, "capabilities", s.config.max_json_field_chars())?;
+    }
     // Scalars are stringified like Python's str(); a list or object would
     // only become Python repr text, so it is refused.
     let caps: Vec<String> = caps
@@ -67,7 +71,8 @@ pub(super) fn create(s: &Arc<State>, c: &Call) -> Result<Outcome> {
         .map(input::scalar_string)
         .collect::<Option<_>>()
         .ok_or_else(|| Error::invalid("capabilities must not contain lists or objects"))?;
-    let metadata = opt_object(b, "metadata")?.unwrap_or_default();
+    let metadata =
+        opt_object_within(b, "metadata", s.config.max_json_field_chars())?.unwrap_or_default();
     let replace = opt_bool(b, "replace")?.unwrap_or(false);
     let display = display.unwrap_or_else(|| agent_id.clone());
     let session = s

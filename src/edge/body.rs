@@ -2,12 +2,15 @@
 //! read, its errors in the reference's words, and the JSON object it
 //! must parse to.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Map, Value};
 
 use crate::api::Reply;
 use crate::state::State;
+use crate::wire::shape;
 
-/// Takes a POST body (spec §2.3 steps 1–3). The HTTP layer has already
+/// Takes a POST body (docs/PROTOCOL.md, "Wire rules"). The HTTP layer has already
 /// read it, within the size cap, on the connection's own thread (so a
 /// slow client never holds a worker), or left it unread when its declared
 /// length is over the cap.
@@ -47,18 +50,64 @@ pub(super) fn take(
     Ok(body)
 }
 
-/// Spec §2.3 steps 4–6: UTF-8, JSON, object. An empty body is `{}`.
-pub(super) fn parse(body: &[u8]) -> std::result::Result<Map<String, Value>, &'static str> {
+/// What parsed request bodies may cost, hub-wide. A parsed body costs a
+/// multiple of its text ([`COST_PER_BYTE`]); without this bound a handful
+/// of concurrent maximum-size bodies would take gigabytes.
+pub const PARSE_BUDGET: usize = 512 << 20;
+
+/// Bodies up to this size are parsed without asking the budget: they cost
+/// little, and they must never wait behind large ones.
+const SMALL_BODY: usize = 64 << 10;
+
+/// Memory a parsed body takes per byte of its text, at worst, with its
+/// copies in the handler and the answer (measured on bodies of short
+/// numbers at the shape limit: about 130 MB for 8 MB of text).
+const COST_PER_BYTE: usize = 16;
+
+/// How long a large body waits for room in the budget before a 503.
+const BUDGET_WAIT: Duration = Duration::from_secs(5);
+
+/// Room in the parse budget for `body`, held until its answer is sent;
+/// `None` for small bodies. A 503 when the hub is busy with others.
+pub(super) fn reserve(
+    state: &State,
+    body: &[u8],
+) -> std::result::Result<Option<crate::notify::Grant>, Reply> {
+    if body.len() <= SMALL_BODY {
+        return Ok(None);
+    }
+    let cost = body.len().saturating_mul(COST_PER_BYTE);
+    match state
+        .parse_budget
+        .acquire(cost, Instant::now() + BUDGET_WAIT)
+    {
+        Some(grant) => Ok(Some(grant)),
+        None => Err(Reply::error(
+            503,
+            "hub is busy with other large requests; retry shortly",
+        )),
+    }
+}
+
+/// UTF-8, within the JSON shape limits, JSON, an object
+/// (docs/PROTOCOL.md, "Wire rules"). An empty body is `{}`. The shape is
+/// checked before parsing: a parsed value costs far more memory than its
+/// text, and what is stored must stay readable by clients that refuse
+/// deep nesting.
+pub(super) fn parse(body: &[u8]) -> std::result::Result<Map<String, Value>, String> {
     if body.is_empty() {
         return Ok(Map::new());
     }
     let text = std::str::from_utf8(body).map_err(|_| "request body must be valid UTF-8")?;
+    if let Some(why) = shape::over(body, shape::LIMITS) {
+        return Err(format!("request body {why}"));
+    }
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(mut m)) => match m.values_mut().all(crate::input::python_numbers) {
             true => Ok(m),
-            false => Err("malformed JSON"),
+            false => Err("malformed JSON".into()),
         },
-        Ok(_) => Err("request body must be a JSON object"),
-        Err(_) => Err("malformed JSON"),
+        Ok(_) => Err("request body must be a JSON object".into()),
+        Err(_) => Err("malformed JSON".into()),
     }
 }

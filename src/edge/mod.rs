@@ -10,6 +10,7 @@ mod body;
 mod guard;
 mod respond;
 
+pub use body::PARSE_BUDGET;
 pub use respond::respond;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -44,16 +45,26 @@ pub fn serve(state: &Arc<State>, mut rq: tiny_http::Request) {
         let reply = Reply::error(e.status(), &e.to_string());
         return respond(state, rq, reply);
     }
-    let action = catch_unwind(AssertUnwindSafe(|| process(state, &mut rq)))
+    // A large body's room in the parse budget is held until its answer
+    // has been serialised.
+    let mut grant = None;
+    let action = catch_unwind(AssertUnwindSafe(|| process(state, &mut rq, &mut grant)))
         .unwrap_or_else(|_| Action::Reply(Reply::error(500, "internal error: handler panicked")));
     match action {
         Action::Reply(r) => respond(state, rq, r),
         Action::Wait(w) => park(state, rq, w),
         Action::Stream(s) => stream(state, rq, s),
     }
+    if grant.take().is_some() {
+        crate::sys::memory::release_free_memory();
+    }
 }
 
-fn process(state: &Arc<State>, rq: &mut tiny_http::Request) -> Action {
+fn process(
+    state: &Arc<State>,
+    rq: &mut tiny_http::Request,
+    grant: &mut Option<crate::notify::Grant>,
+) -> Action {
     if let Err(r) = guard::check(state, rq) {
         return Action::Reply(r);
     }
@@ -83,9 +94,13 @@ fn process(state: &Arc<State>, rq: &mut tiny_http::Request) -> Action {
             Ok(body) => body,
             Err(r) => return Action::Reply(r),
         };
+        match body::reserve(state, &body) {
+            Ok(g) => *grant = g,
+            Err(r) => return Action::Reply(r),
+        }
         match body::parse(&body) {
             Ok(map) => call.body = map,
-            Err(msg) => return Action::Reply(Reply::error(400, msg)),
+            Err(msg) => return Action::Reply(Reply::error(400, &msg)),
         }
     }
     match api::handle(state, &route, &call) {
@@ -176,16 +191,25 @@ mod tests {
 
     #[test]
     fn bodies_parse_per_spec_order() {
+        let err = |b: &[u8]| parse_body(b).unwrap_err();
         assert_eq!(parse_body(b""), Ok(Map::new()));
-        assert_eq!(parse_body(b"\xff"), Err("request body must be valid UTF-8"));
-        assert_eq!(parse_body(b"{"), Err("malformed JSON"));
-        assert_eq!(parse_body(b"{\"a\": NaN}"), Err("malformed JSON"));
-        assert_eq!(parse_body("\u{feff}{}".as_bytes()), Err("malformed JSON"));
-        assert_eq!(
-            parse_body(b"[1]"),
-            Err("request body must be a JSON object")
-        );
+        assert_eq!(err(b"\xff"), "request body must be valid UTF-8");
+        assert_eq!(err(b"{"), "malformed JSON");
+        assert_eq!(err(b"{\"a\": NaN}"), "malformed JSON");
+        assert_eq!(err("\u{feff}{}".as_bytes()), "malformed JSON");
+        assert_eq!(err(b"[1]"), "request body must be a JSON object");
         assert!(parse_body(b"{\"a\": 1}").is_ok());
+        // The shape limits come before parsing, and name themselves.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(64), "]".repeat(64));
+        assert_eq!(
+            err(deep.as_bytes()),
+            "request body nested deeper than 64 levels"
+        );
+        let wide = format!("{{\"a\":[{}0]}}", "0,".repeat(300_000));
+        assert_eq!(
+            err(wide.as_bytes()),
+            "request body holds more than 262144 JSON values"
+        );
     }
 
     #[test]

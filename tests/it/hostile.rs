@@ -363,6 +363,57 @@ fn a_slow_body_never_holds_a_worker() {
 }
 
 #[test]
+fn announced_bodies_take_no_memory_budget_before_they_arrive() {
+    // Defect: the body budget (128 MiB) was reserved for the declared
+    // Content-Length before a byte arrived, so 17 connections announcing
+    // maximum-size bodies and trickling them left every other POST waiting
+    // 30 s for a 503. The budget now grows with the bytes received.
+    let h = TestHub::start();
+    let cap = 8_385_536;
+    let budget = 128 << 20;
+    let mut liars = Vec::new();
+    for i in 0..17 {
+        let n = if i < 16 { cap } else { budget - 16 * cap };
+        let mut s = connect(&h);
+        s.write_all(
+            format!(
+                "POST /v1/messages HTTP/1.1\r\nHost: {}\r\nContent-Length: {n}\r\n\
+                 Expect: 100-continue\r\n\r\n",
+                host(&h)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        // `100 Continue` comes once the connection holds its share of the
+        // budget, so after this every liar is reading its body.
+        let mut line = [0u8; 25];
+        s.read_exact(&mut line).unwrap();
+        assert!(line.starts_with(b"HTTP/1.1 100 Continue"), "{line:?}");
+        s.write_all(b"{").unwrap();
+        liars.push(s);
+    }
+    // Ordinary writes go through meanwhile, without waiting for them.
+    h.register("a");
+    for i in 0..5 {
+        let r = h.post(
+            "/v1/messages",
+            json!({"from_agent": "a", "channel": "general", "body": format!("m{i}")}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    // And they did not wait for the liars to time out: the last liar can
+    // still finish its body and be answered.
+    let last = liars.last_mut().unwrap();
+    let msg = br#""from_agent": "a", "channel": "general", "body": "late"}"#;
+    let pad = budget - 16 * cap - 1 - msg.len();
+    last.write_all(&vec![b' '; pad]).unwrap();
+    last.write_all(msg).unwrap();
+    let r = read_response(last, false).expect("an answer");
+    assert_eq!(r.status, 201, "{}", r.text());
+    drop(liars);
+}
+
+#[test]
 fn keep_alive_connections_are_all_served_and_close_is_echoed() {
     // Defect: only four keep-alive connections were served at once; the
     // fifth waited 15 s. And `Connection: close` was not echoed.
@@ -396,14 +447,18 @@ fn keep_alive_connections_are_all_served_and_close_is_echoed() {
     assert_eq!(s.read(&mut b).unwrap_or(0), 0, "and then it closes");
 }
 
-/// Posts `n` messages of `size` bytes of metadata to `general`.
+/// Posts `n` messages carrying `size` bytes of text attachments (each
+/// within the attachment limit) to `general`.
 fn post_big(h: &TestHub, n: usize, size: usize) -> Vec<i64> {
-    let blob = "m".repeat(size);
+    let piece = 250_000;
+    let attachments: Vec<Value> = (0..size.div_ceil(piece))
+        .map(|k| json!({"type": "text", "content": "m".repeat(piece.min(size - k * piece))}))
+        .collect();
     (0..n)
         .map(|i| {
             let r = h.post(
                 "/v1/messages",
-                json!({"from_agent": "big", "body": format!("big {i}"), "metadata": {"blob": blob}}),
+                json!({"from_agent": "big", "body": format!("big {i}"), "attachments": attachments}),
             );
             assert_eq!(r.status, 201, "{r}");
             r.result()["id"].as_i64().unwrap()
@@ -605,4 +660,82 @@ fn a_client_that_never_reads_its_answers_never_holds_a_worker() {
     }
     drop(hog);
     let _ = writer.join();
+}
+
+#[test]
+fn nesting_that_clients_cannot_read_is_refused_before_it_is_stored() {
+    // Defect: one 326-byte message with metadata nested 124 deep was
+    // stored; a page wraps it four levels deeper, past the 128 levels
+    // serde_json reads, so every `arc poll`, `arc mcp` and relay reader
+    // failed on it for good.
+    let h = TestHub::start();
+    h.register("a");
+    let nest = |n: usize| json!({"x": (0..n).fold(json!(1), |v, _| json!([v]))});
+    let deep = json!({"from_agent": "a", "body": "x", "metadata": nest(124)});
+    h.post("/v1/messages", deep)
+        .expect_err(400, "request body nested deeper than 64 levels");
+    // What fits is stored and reads back through our own client.
+    let fits = json!({"from_agent": "a", "body": "y", "metadata": nest(60)});
+    assert_eq!(h.post("/v1/messages", fits).status, 201);
+    let mut c = arc_hub::client::Client::http("reader", &h.hub().url());
+    let page = c.poll(0.0, None, None, false, 100).unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].body, "y");
+    // The same holds for every body, not just messages.
+    let wide = format!(
+        r#"{{"name":"c","metadata":{{"x":[{}0]}}}}"#,
+        "0,".repeat(300_000)
+    );
+    h.call("POST", "/v1/channels", Some(wide.into_bytes()))
+        .expect_err(400, "request body holds more than 262144 JSON values");
+}
+
+#[test]
+fn stored_metadata_is_held_to_the_attachment_limit() {
+    // Defect: 8 MB of metadata per channel or agent was stored, and every
+    // listing (`GET /v1/channels`, `/v1/agents`, `arc whoami`) re-sent and
+    // re-parsed it under the store lock: 0.8–1.2 GB and 2 s per listing.
+    let h = TestHub::start_with(|c| c.max_attachment_chars = 1000);
+    let big = json!({"note": "n".repeat(1000)});
+    let small = json!({"note": "n".repeat(900)});
+    h.post("/v1/channels", json!({"name": "c", "metadata": big}))
+        .expect_err(400, "metadata exceeds max size");
+    assert_eq!(
+        h.post("/v1/channels", json!({"name": "c", "metadata": small}))
+            .status,
+        201
+    );
+    h.post("/v1/sessions", json!({"agent_id": "a", "metadata": big}))
+        .expect_err(400, "metadata exceeds max size");
+    h.post(
+        "/v1/sessions",
+        json!({"agent_id": "a", "capabilities": vec!["c".repeat(100); 11]}),
+    )
+    .expect_err(400, "capabilities exceeds max size");
+    h.register("a");
+    for (path, body) in [
+        (
+            "/v1/claims",
+            json!({"owner_agent_id": "a", "claim_key": "k", "metadata": big}),
+        ),
+        (
+            "/v1/locks",
+            json!({"agent_id": "a", "file_path": "f", "metadata": big}),
+        ),
+        (
+            "/v1/messages",
+            json!({"from_agent": "a", "body": "b", "metadata": big}),
+        ),
+    ] {
+        h.post(path, body)
+            .expect_err(400, "metadata exceeds max size");
+    }
+    assert_eq!(
+        h.post(
+            "/v1/messages",
+            json!({"from_agent": "a", "body": "b", "metadata": small})
+        )
+        .status,
+        201
+    );
 }

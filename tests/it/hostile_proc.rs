@@ -140,6 +140,57 @@ fn large_bodies_and_slow_streams_keep_memory_flat() {
 }
 
 #[test]
+fn parsed_bodies_stay_within_the_parse_budget() {
+    // Defect: a parsed body costs many times its text (each number is a
+    // heap string), with no bound: ten concurrent 8 MB bodies of short
+    // values took the hub past 3.9 GB. Now the shape of a body is capped
+    // before parsing and large bodies share a parse budget (busy: 503).
+    let s = Site::new();
+    let hub = Foreground::start(s.path(), s.port, "arc.sqlite3", &["--no-relay"]);
+    let pid = hub.child.id();
+    if status_kb(pid, "VmHWM:").is_none() {
+        eprintln!("skipping: no /proc here");
+        return;
+    }
+    // The worst body inside every limit: 32 attachments, each of 8,000
+    // thirty-digit numbers (256,000 values, 7.9 MB).
+    let numbers = format!("[{}]", vec!["1".repeat(30); 8000].join(","));
+    let attachment = format!(r#"{{"type":"json","content":{numbers}}}"#);
+    let body = format!(
+        r#"{{"from_agent":"p","body":"x","attachments":[{}]}}"#,
+        vec![attachment; 32].join(",")
+    );
+    let body = std::sync::Arc::new(body);
+    let url = s.url();
+    let senders: Vec<_> = (0..10)
+        .map(|_| {
+            let (body, url) = (body.clone(), url.clone());
+            std::thread::spawn(move || {
+                arc_hub::client::http_request(
+                    &url,
+                    "POST",
+                    "/v1/messages",
+                    Some(body.as_bytes()),
+                    &[],
+                    Duration::from_secs(120),
+                )
+                .map(|r| r.status)
+                .unwrap_or(0)
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = senders.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|s| [201, 503].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&201), "{statuses:?}");
+    let peak_mb = status_kb(pid, "VmHWM:").unwrap() / 1024;
+    eprintln!("peak RSS of the hub: {peak_mb} MB, answers {statuses:?}");
+    assert!(peak_mb < 600, "peak RSS {peak_mb} MB");
+}
+
+#[test]
 fn reset_refuses_a_database_that_a_running_hub_holds() {
     // Defect: `arc reset --port <another port>` deleted the database of a
     // hub that was still serving it (its pidfile was gone); that hub went

@@ -78,6 +78,10 @@ enum Fill {
 /// Appends what `r` yields to `data` until it ends, `want` bytes are
 /// there, a read fails, or `deadline` passes. Grows `data` as bytes
 /// arrive, never by what a client merely announced.
+/// The first share of the body budget a body gets; it doubles as the
+/// body fills it.
+const BODY_CHUNK: usize = 64 * 1024;
+
 fn fill(r: &mut impl Read, data: &mut Vec<u8>, want: usize, deadline: Instant) -> Fill {
     let mut buf = [0u8; 16 * 1024];
     loop {
@@ -344,7 +348,9 @@ impl ClientConnection {
         };
         let start = Instant::now();
         let deadline = start + self.limits.body_timeout;
-        let first = declared.unwrap_or(64 * 1024);
+        // The budget is taken as bytes arrive, never for what a client
+        // merely announces: a share starts at one chunk and doubles.
+        let first = declared.unwrap_or(BODY_CHUNK).min(BODY_CHUNK);
         let Some(mut share) = self.budget.acquire(first, start + self.limits.head_timeout) else {
             return read_result(Vec::new(), BodyStatus::Busy, None);
         };
@@ -359,13 +365,26 @@ impl ClientConnection {
             }
         }
         let max = self.limits.max_body as usize;
-        let mut data = Vec::with_capacity(first.min(1 << 20));
+        let mut data = Vec::with_capacity(first);
         let status = match declared {
-            Some(n) => match fill(&mut (&mut source).take(n as u64), &mut data, n, deadline) {
-                Fill::Full => BodyStatus::Complete,
-                Fill::TimedOut => BodyStatus::TimedOut,
-                Fill::End | Fill::Failed => BodyStatus::Truncated,
-            },
+            Some(n) => {
+                let mut body = (&mut source).take(n as u64);
+                let mut granted = first;
+                loop {
+                    match fill(&mut body, &mut data, granted, deadline) {
+                        Fill::Full if data.len() == n => break BodyStatus::Complete,
+                        Fill::Full => {
+                            let more = granted.min(n - granted);
+                            if !share.grow(more, deadline) {
+                                break BodyStatus::Busy;
+                            }
+                            granted += more;
+                        }
+                        Fill::TimedOut => break BodyStatus::TimedOut,
+                        Fill::End | Fill::Failed => break BodyStatus::Truncated,
+                    }
+                }
+            }
             None => {
                 let mut chunks = ChunkedBody::new(&mut source, self.shared.clone());
                 let mut granted = first;
