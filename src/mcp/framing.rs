@@ -4,8 +4,10 @@
 
 use std::io::{BufRead, Read};
 
-/// The largest message we accept (a line, or a Content-Length body).
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// The largest message we accept (a line, or a Content-Length body):
+/// what a tool call could carry to the hub, whose requests are capped a
+/// little over 8 MB, plus room for the JSON-RPC envelope.
+pub const MAX_MESSAGE_BYTES: usize = 9 << 20;
 
 /// How messages are delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

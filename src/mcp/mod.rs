@@ -60,7 +60,7 @@ use serde_json::Value;
 
 use crate::client::Client;
 use crate::error::Result;
-use crate::notify::pause;
+use crate::notify::poll_until;
 
 use server::Shared;
 
@@ -172,7 +172,7 @@ fn run<R: BufRead + Send + 'static>(shared: &Arc<Shared>, mut reader: R) -> Resu
                 }
             })?;
     }
-    let mut queue: std::collections::VecDeque<Vec<u8>> = Default::default();
+    let mut queue = Backlog::default();
     let mut busy = false;
     let mut eof_at: Option<Instant> = None;
     let outcome = loop {
@@ -195,8 +195,7 @@ fn run<R: BufRead + Send + 'static>(shared: &Arc<Shared>, mut reader: R) -> Resu
         let reply = match event {
             Event::Input(Ok(Incoming::Message(bytes, framing))) => {
                 shared.set_framing(framing);
-                queue.push_back(bytes);
-                None
+                queue.push(bytes)
             }
             Event::Input(Ok(Incoming::Bad(message, framing))) => {
                 shared.set_framing(framing);
@@ -260,17 +259,53 @@ fn spawn(name: &str, shared: &Arc<Shared>, f: fn(&Shared)) -> Result<JoinHandle<
         .spawn(move || f(&shared))?)
 }
 
-/// Joins `h` if it finishes before `deadline`; otherwise leaves it running.
+/// Joins `h` if it finishes before `deadline`; otherwise leaves it
+/// running. A thread's end is announced to no one but `join`, which
+/// cannot time out, so it is polled.
 fn join_until(h: JoinHandle<()>, deadline: Instant) {
-    for _ in 0..10_000 {
-        if h.is_finished() {
-            let _ = h.join();
-            return;
+    let left = deadline.saturating_duration_since(Instant::now());
+    if poll_until(left, Duration::from_millis(5), || {
+        h.is_finished().then_some(())
+    })
+    .is_some()
+    {
+        let _ = h.join();
+    }
+}
+
+/// Most request bytes waiting behind the one in flight; a request past it
+/// is answered at once with an error instead of being held.
+const BACKLOG_MAX_BYTES: usize = 32 << 20;
+
+/// Requests read but not yet handled, bounded by [`BACKLOG_MAX_BYTES`].
+#[derive(Default)]
+struct Backlog {
+    items: std::collections::VecDeque<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Backlog {
+    /// Queues `bytes`, or gives the error reply when the backlog is full.
+    fn push(&mut self, bytes: Vec<u8>) -> Option<Value> {
+        if self.bytes + bytes.len() > BACKLOG_MAX_BYTES {
+            let id = server::request_id(&bytes)?;
+            let message =
+                format!("server busy: more than {BACKLOG_MAX_BYTES} bytes of requests are waiting");
+            return Some(RpcError::new(INTERNAL_ERROR, message).reply(id));
         }
-        if Instant::now() >= deadline {
-            return;
-        }
-        pause(Duration::from_millis(5));
+        self.bytes += bytes.len();
+        self.items.push_back(bytes);
+        None
+    }
+
+    fn pop_front(&mut self) -> Option<Vec<u8>> {
+        let item = self.items.pop_front()?;
+        self.bytes -= item.len();
+        Some(item)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 }
 

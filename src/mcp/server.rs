@@ -19,6 +19,7 @@ use super::{INBOX_URI, Options, PROTOCOL_VERSIONS};
 use crate::client::Client;
 use crate::error::Result;
 use crate::notify::{Watch, lock};
+use crate::wire::shape;
 
 struct Out {
     w: Box<dyn Write + Send>,
@@ -55,6 +56,24 @@ pub struct Shared {
     out: Mutex<Out>,
     /// Set once the loop ends: nothing more is written after it.
     pub(super) stopped: AtomicBool,
+}
+
+/// The id of a request, read without building the rest of it: `None` for
+/// a notification (no reply is due), `Some(Null)` when it cannot be read.
+pub(super) fn request_id(bytes: &[u8]) -> Option<Value> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        id: Option<Value>,
+        method: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_slice::<Head>(bytes) {
+        Ok(Head {
+            id: None,
+            method: Some(_),
+        }) => None,
+        Ok(Head { id, .. }) => Some(id.unwrap_or(Value::Null)),
+        Err(_) => Some(Value::Null),
+    }
 }
 
 impl Shared {
@@ -127,6 +146,10 @@ impl Shared {
     /// Answers one JSON-RPC message (or says why it cannot be read);
     /// `None` for notifications and responses.
     pub(super) fn handle_bytes(&self, bytes: &[u8]) -> Option<Value> {
+        if let Some(why) = shape::over(bytes, shape::LIMITS) {
+            let message = format!("parse error: message {why}");
+            return Some(RpcError::new(PARSE_ERROR, message).reply(Value::Null));
+        }
         match serde_json::from_slice::<Value>(bytes) {
             Err(e) => {
                 Some(RpcError::new(PARSE_ERROR, format!("parse error: {e}")).reply(Value::Null))

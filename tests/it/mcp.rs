@@ -1231,3 +1231,76 @@ fn keepalive_follows_a_short_hub_ttl() {
     assert!(ids.contains(&"steady".to_string()), "{ids:?}");
     m.close().0.unwrap();
 }
+
+#[test]
+fn oversized_deep_and_piled_up_input_is_refused_in_bounded_memory() {
+    // Defects: one 60 MB line took `arc mcp` to 1.9 GB (lines of up to
+    // 64 MiB were parsed whole), and requests queued behind a slow call
+    // had no bound at all.
+    let h = TestHub::start();
+    let mut m = Mcp::start(&h.url, "bounded");
+    m.init();
+    // A line over the message cap is refused, and the stream stays in step.
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"pad\":\"{}\"}}\n",
+        "x".repeat(arc_hub::mcp::MAX_MESSAGE_BYTES)
+    );
+    m.send_raw(big.as_bytes());
+    let r = m.next();
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("exceeds"),
+        "{r}"
+    );
+    assert_eq!(m.request("ping", json!({}))["result"], json!({}));
+    // Nesting our own parser would refuse is refused before it is built.
+    let deep = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\",\"params\":{{\"x\":{}1{}}}}}\n",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    m.send_raw(deep.as_bytes());
+    let r = m.next();
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+    assert_eq!(
+        r["error"]["message"],
+        "parse error: message nested deeper than 64 levels"
+    );
+    // Behind a call that waits, at most 32 MiB of requests wait too; the
+    // rest are answered at once, with their ids. The call waits until we
+    // answer it through the hub, so nothing here races the clock.
+    let call = json!({"jsonrpc": "2.0", "id": 100, "method": "tools/call", "params": {"name": "arc_rpc_call", "arguments": {"to_agent": "nobody", "body": "hello?", "timeout": 600}}});
+    m.send(&call);
+    let request = eventually(WAIT, "the call's request", || {
+        let page = h.get("/v1/inbox/nobody");
+        page.result()
+            .as_array()?
+            .iter()
+            .find(|r| r["kind"] == "task_request")
+            .cloned()
+    });
+    let pad = "p".repeat(8 << 20);
+    for id in 101..106 {
+        m.send(&json!({"jsonrpc": "2.0", "id": id, "method": "ping", "params": {"pad": pad}}));
+    }
+    for id in [104, 105] {
+        let r = m.next();
+        assert_eq!(r["id"], id, "{r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("server busy"),
+            "{r}"
+        );
+    }
+    h.register("nobody");
+    let reply = json!({"from_agent": "nobody", "to_agent": "bounded", "kind": "task_result",
+                       "reply_to": request["id"], "body": "here"});
+    assert_eq!(h.post("/v1/messages", reply).status, 201);
+    for id in 100..104 {
+        let r = m.next();
+        assert_eq!(r["id"], id, "{r}");
+        assert!(r.get("result").is_some(), "{r}");
+    }
+}
