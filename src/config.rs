@@ -1,7 +1,7 @@
 /*!
 Hub configuration: defaults, validation, and the derived addresses.
 
-Defaults follow the reference (spec §1.2). Validation produces one clear
+Defaults follow the reference (docs/PROTOCOL.md, "CLI"). Validation produces one clear
 line per problem; it never panics. Checks that need the file system (the
 storage path) live in `hub.rs`, which opens things.
 */
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// Hosts that count as loopback for the allow-remote rule (spec §1.2).
+/// Hosts that count as loopback for the allow-remote rule (docs/PROTOCOL.md, "CLI").
 pub const LOOPBACK_HOSTS: [&str; 3] = ["127.0.0.1", "localhost", "::1"];
 
 /// Everything a hub needs to start.
@@ -57,7 +57,7 @@ pub struct HubConfig {
     pub relay: bool,
     /// Relay scan interval.
     pub relay_poll: Duration,
-    /// Relayed long-polls are clamped to this many seconds (spec §15 item 31).
+    /// Relayed long-polls are clamped to this many seconds (docs/PROTOCOL.md, "Relay spool format").
     pub relay_max_wait_sec: f64,
     /// Relay `.work` and response files older than this are deleted.
     pub relay_retention: Duration,
@@ -191,7 +191,7 @@ pub fn bracket(host: &str) -> String {
 }
 
 /// The URL clients use to reach a hub listening on `host:port`: wildcard
-/// addresses become 127.0.0.1, IPv6 literals are bracketed (spec §11.3).
+/// addresses become 127.0.0.1, IPv6 literals are bracketed (docs/PROTOCOL.md, "Pidfile").
 pub fn client_url(host: &str, port: u16) -> String {
     let host = match host {
         "0.0.0.0" | "::" | "[::]" | "" => "127.0.0.1",

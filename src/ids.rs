@@ -2,7 +2,7 @@
 Identifiers: random UUIDs for sessions and relay requests, and the
 instance fingerprint `mh1-<hex>` that every response carries.
 
-The fingerprint formula is fixed by the reference (spec §3.7):
+The fingerprint formula is fixed by the reference (docs/PROTOCOL.md, "Schema"):
 `"mh1-" + hex(SHA-256("<resolved db path>|<general.created_at>"))[..20]`.
 SHA-256 is implemented here (FIPS 180-4, about sixty lines) rather than
 pulled in as a crate; it hashes one short string at startup, and the test

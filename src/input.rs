@@ -3,8 +3,8 @@ Reading untrusted input the way the reference does, minus its crashes.
 
 Two sources: the query string (parsed like Python's `parse_qs`: `+` is a
 space, `%XX` is decoded, empty values are dropped, the first value of a
-repeated key wins) and JSON request bodies (scalar coercions of spec §2.7
-with the §15 fixes: `null` means absent, arrays and objects are not
+repeated key wins) and JSON request bodies (docs/PROTOCOL.md, "Body
+coercions", with our fixes: `null` means absent, arrays and objects are not
 strings, booleans and fractional floats are not integers, and values that
 do not fit 64 bits are errors rather than dropped connections).
 
@@ -397,7 +397,8 @@ pub fn opt_object_within(
 /// Length of `value` as Python's default `json.dumps` would write it:
 /// ASCII-only output (`\uXXXX` for every non-ASCII BMP character, a
 /// surrogate pair for astral ones), with `", "` and `": "` separators.
-/// The attachment size rule of spec §4.10 is measured in these characters.
+/// The attachment size rule (docs/PROTOCOL.md, "Messages") is measured
+/// in these characters.
 pub fn py_json_len(value: &Value) -> usize {
     match value {
         Value::Null => 4,

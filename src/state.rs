@@ -154,7 +154,7 @@ impl State {
         self.port.load(Ordering::SeqCst)
     }
 
-    /// The feature tokens of what this hub implements (spec §4.2).
+    /// The feature tokens of what this hub implements (docs/PROTOCOL.md, "Hub info and dashboard").
     pub fn features(&self) -> Vec<String> {
         let mut f: Vec<&str> = vec!["sse"];
         if self.relay_running.load(Ordering::SeqCst) {

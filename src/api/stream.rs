@@ -1,5 +1,6 @@
 /*!
-`GET /v1/stream`: server-sent events (spec §8, with the §15 item 23 fixes).
+`GET /v1/stream`: server-sent events (docs/PROTOCOL.md, "Server-sent
+events").
 
 Each event carries `id: <message id>` so `EventSource` resumes with
 `Last-Event-ID`; multi-channel filters run in SQL, so the cursor never

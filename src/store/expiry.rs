@@ -148,7 +148,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The summary channel of a thread (spec §7), without building the rest.
+    /// The summary channel of a thread (docs/PROTOCOL.md, "Threads"), without building the rest.
     pub(super) fn thread_channel(&self, thread_id: &str) -> Result<Option<String>> {
         Ok(self
             .tx

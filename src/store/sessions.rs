@@ -87,7 +87,7 @@ impl Store {
         })
     }
 
-    /// Refreshes `last_seen` of the agent's active sessions (spec §5.2).
+    /// Refreshes `last_seen` of the agent's active sessions (docs/PROTOCOL.md, "Presence, expiry and recovery").
     pub fn touch(&self, agent_id: &str) -> Result<()> {
         self.write(|t| t.touch(agent_id))
     }

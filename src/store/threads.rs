@@ -100,7 +100,7 @@ impl Store {
 /// with a thread id, which is always a string).
 pub(super) const LOCK_THREAD: &str = "(CASE WHEN json_valid(metadata_json) AND json_type(metadata_json, '$.thread_id') = 'text' THEN json_extract(metadata_json, '$.thread_id') END)";
 
-/// The summary query of spec §7 over the thread ids produced by `ids`
+/// The summary query (docs/PROTOCOL.md, "Threads") over the thread ids produced by `ids`
 /// (which may use `?2`); `?1` is the current time.
 fn summary_sql(ids: &str) -> String {
     format!(

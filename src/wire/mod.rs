@@ -207,7 +207,7 @@ pub fn error_body(message: &str) -> String {
     serde_json::json!({"ok": false, "error": message}).to_string()
 }
 
-/// A relay request file (spec §10.2).
+/// A relay request file (docs/PROTOCOL.md, "Request envelope").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RelayRequest {
     pub request_id: String,
@@ -218,7 +218,7 @@ pub struct RelayRequest {
     pub created_at: String,
 }
 
-/// A relay response file (spec §10.4), in the reference's key order.
+/// A relay response file (docs/PROTOCOL.md, "Response envelope"), in the reference's key order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RelayResponse {
     pub request_id: String,
@@ -231,7 +231,7 @@ pub struct RelayResponse {
     pub error: Option<String>,
 }
 
-/// Result of `arc ensure` (spec §11.4), in the reference's key order.
+/// Result of `arc ensure` (docs/PROTOCOL.md, "ensure"), in the reference's key order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnsureResult {
     pub running: bool,
@@ -241,7 +241,7 @@ pub struct EnsureResult {
     pub error: Option<String>,
 }
 
-/// Result of `arc stop` (spec §11.5).
+/// Result of `arc stop` (docs/PROTOCOL.md, "stop").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StopResult {
     pub stopped: bool,
@@ -256,7 +256,7 @@ pub struct StopResult {
     pub note: Option<String>,
 }
 
-/// Result of `arc reset` (spec §11.6).
+/// Result of `arc reset` (docs/PROTOCOL.md, "reset").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResetResult {
     pub reset: bool,
