@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::api::Reply;
 use crate::config::HubConfig;
 use crate::error::{Error, Result};
-use crate::notify::{Latch, Notifier, lock};
+use crate::notify::{Latch, Notifier};
 use crate::store::{Committed, Store};
 use crate::wire::{HubInfo, MESSAGE_KINDS};
 use crate::{ids, paths, time};
@@ -72,7 +72,7 @@ pub struct State {
     relay_running: AtomicBool,
     pub(crate) pending: Mutex<Option<crate::admin::Pending>>,
     stop: Arc<Latch>,
-    parked: Mutex<Parked>,
+    parked: crate::notify::Watch<Parked>,
     /// Threads for parked long-polls and SSE streams.
     pub(crate) pool: Arc<crate::notify::Pool>,
     /// What event streams may hold in memory for writing, all together.
@@ -137,7 +137,7 @@ impl State {
             relay_running: AtomicBool::new(false),
             pending: Mutex::new(None),
             stop: Latch::new(),
-            parked: Mutex::new(Parked::default()),
+            parked: crate::notify::Watch::new(Parked::default()),
             pool: crate::notify::Pool::new("arc-park", PARKED_STACK, Duration::from_secs(30)),
             sse_budget: crate::notify::Budget::new(crate::api::STREAM_BUDGET),
             parse_budget: crate::notify::Budget::new(crate::edge::PARSE_BUDGET),
@@ -225,7 +225,7 @@ impl State {
         self: &Arc<Self>,
         agent: Option<&str>,
     ) -> std::result::Result<ParkedSlot, Reply> {
-        let mut p = lock(&self.parked);
+        let mut p = self.parked.lock();
         if p.total >= self.config.max_waiters {
             return Err(Reply::error(
                 503,
@@ -257,7 +257,15 @@ impl State {
 
     /// Number of parked long-polls and streams right now.
     pub fn parked_count(&self) -> usize {
-        lock(&self.parked).total
+        self.parked.lock().total
+    }
+
+    /// Waits until no request is parked, or `deadline`; true if none is.
+    pub(crate) fn wait_unparked(&self, deadline: Instant) -> bool {
+        self.parked
+            .wait_until(Some(deadline), |p| p.total == 0)
+            .total
+            == 0
     }
 }
 
@@ -269,15 +277,16 @@ pub(crate) struct ParkedSlot {
 
 impl Drop for ParkedSlot {
     fn drop(&mut self) {
-        let mut p = lock(&self.state.parked);
-        p.total = p.total.saturating_sub(1);
-        if let Some(a) = &self.agent {
-            if let Some(n) = p.per_agent.get_mut(a) {
-                *n -= 1;
-                if *n == 0 {
-                    p.per_agent.remove(a);
+        self.state.parked.update(|p| {
+            p.total = p.total.saturating_sub(1);
+            if let Some(a) = &self.agent {
+                if let Some(n) = p.per_agent.get_mut(a) {
+                    *n -= 1;
+                    if *n == 0 {
+                        p.per_agent.remove(a);
+                    }
                 }
             }
-        }
+        });
     }
 }

@@ -200,10 +200,9 @@ impl Hub {
         for rq in self.server.close_queue() {
             edge::respond(&state, rq, Reply::error(503, "hub is shutting down"));
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while state.parked_count() > 0 && Instant::now() < deadline {
-            crate::notify::pause(Duration::from_millis(10));
-        }
+        // Parked requests were woken by the stop and answer at once; give
+        // them a moment to finish before the database closes.
+        state.wait_unparked(Instant::now() + Duration::from_secs(5));
         if let Err(e) = state.store.checkpoint() {
             state.log.log(&format!("checkpoint error: {e}"));
         }

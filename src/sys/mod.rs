@@ -147,12 +147,14 @@ mod term {
         // as this returns (and at the latest about 5 s later), so wait
         // here for the graceful stop to report that it is done.
         if matches!(kind, 2 | 5 | 6) {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(4500);
-            while !super::STOPPED.load(std::sync::atomic::Ordering::SeqCst)
-                && std::time::Instant::now() < deadline
-            {
-                crate::notify::pause(std::time::Duration::from_millis(20));
-            }
+            // A console handler runs on a thread of its own that nothing
+            // can wake, so the flag is polled.
+            let stopped = || super::STOPPED.load(std::sync::atomic::Ordering::SeqCst);
+            crate::notify::poll_until(
+                std::time::Duration::from_millis(4500),
+                std::time::Duration::from_millis(20),
+                || stopped().then_some(()),
+            );
         }
         1
     }
@@ -581,6 +583,7 @@ impl DirEvents {
         None
     }
 
+    /// Without change events the relay's scan interval is the wait.
     pub fn wait(&self, timeout: Duration) -> Vec<DirEvent> {
         crate::notify::pause(timeout);
         Vec::new()
