@@ -4,8 +4,6 @@ binary with `include_str!`. All behaviour is in `assets/dashboard.js`,
 which talks to the hub through the same v1 API as every agent.
 */
 
-use crate::api::Reply;
-
 /// The page.
 pub const HTML: &str = include_str!("../assets/dashboard.html");
 const CSS: &str = include_str!("../assets/dashboard.css");
@@ -15,16 +13,11 @@ const JS: &str = include_str!("../assets/dashboard.js");
 /// styles and connections only; no inline script, no framing.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// A static asset by name.
-pub fn asset(name: &str) -> Reply {
-    let (content_type, body) = match name {
-        "dashboard.css" => ("text/css; charset=utf-8", CSS),
-        "dashboard.js" => ("text/javascript; charset=utf-8", JS),
-        _ => return Reply::error(404, "not found"),
-    };
-    Reply {
-        status: 200,
-        content_type,
-        body: body.as_bytes().to_vec(),
+/// A static asset by name: its content type and text.
+pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
+    match name {
+        "dashboard.css" => Some(("text/css; charset=utf-8", CSS)),
+        "dashboard.js" => Some(("text/javascript; charset=utf-8", JS)),
+        _ => None,
     }
 }

@@ -4,7 +4,7 @@ The crate's one error type.
 Every message reads "area: detail" (`invalid: channel does not exist: x`,
 `sqlite: database is locked`, `config: ...`). The variants that a hub
 client sees ([`Error::Invalid`], [`Error::NotFound`], [`Error::Conflict`],
-[`Error::Unavailable`], [`Error::Internal`]) carry the exact text of the
+[`Error::Unavailable`], [`Error::Limited`], [`Error::Internal`]) carry the exact text of the
 `{"ok": false, "error": ...}` envelope, which [`Error::detail`] returns
 (docs/PROTOCOL.md, "Appendix: error texts"); which HTTP status each one
 becomes is the API layer's decision (`api::status_of`), not this
@@ -25,6 +25,8 @@ pub enum Error {
     Conflict(String),
     /// The hub cannot do it right now (503).
     Unavailable(String),
+    /// The caller is over a limit of its own (429).
+    Limited(String),
     /// The hub broke a rule of its own (500).
     Internal(String),
     /// A hub answered `{"ok": false}` (client side); `status` is the HTTP status.
@@ -80,6 +82,7 @@ impl Error {
             | Error::NotFound(m)
             | Error::Conflict(m)
             | Error::Unavailable(m)
+            | Error::Limited(m)
             | Error::Internal(m)
             | Error::Smoke(m)
             | Error::Hub { message: m, .. } => m.clone(),
@@ -104,6 +107,7 @@ impl fmt::Display for Error {
             Error::NotFound(m) => write!(f, "not found: {m}"),
             Error::Conflict(m) => write!(f, "conflict: {m}"),
             Error::Unavailable(m) => write!(f, "unavailable: {m}"),
+            Error::Limited(m) => write!(f, "limited: {m}"),
             Error::Internal(m) => write!(f, "internal: {m}"),
             Error::Hub { status, message } => write!(f, "hub: {message} (HTTP {status})"),
             Error::Transport(m) => write!(f, "connection error: {m}"),

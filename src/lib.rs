@@ -25,7 +25,6 @@ Module map:
   [`lifecycle`] implements `ensure`, `stop` and `reset`.
 */
 
-pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod client;

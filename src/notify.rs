@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::store::Posted;
+use crate::wire::Message;
 
 /// What a waiter is interested in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -40,6 +40,26 @@ pub enum Key {
     Thread(String),
     /// Direct messages to one agent.
     Recipient(String),
+}
+
+/// The routing facts of an inserted message, for waking waiters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Posted {
+    pub id: i64,
+    pub channel: String,
+    pub to_agent: Option<String>,
+    pub thread_id: Option<String>,
+}
+
+impl Posted {
+    pub fn of(m: &Message) -> Posted {
+        Posted {
+            id: m.id,
+            channel: m.channel.clone(),
+            to_agent: m.to_agent.clone(),
+            thread_id: m.thread_id.clone(),
+        }
+    }
 }
 
 impl Key {

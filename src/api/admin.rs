@@ -23,12 +23,23 @@ pub(super) fn dashboard(_: &Arc<State>, _: &Call) -> Result<Outcome> {
 
 /// `GET /assets/dashboard.css`.
 pub(super) fn dashboard_css(_: &Arc<State>, _: &Call) -> Result<Outcome> {
-    Ok(crate::dashboard::asset("dashboard.css").into())
+    Ok(asset("dashboard.css").into())
 }
 
 /// `GET /assets/dashboard.js`.
 pub(super) fn dashboard_js(_: &Arc<State>, _: &Call) -> Result<Outcome> {
-    Ok(crate::dashboard::asset("dashboard.js").into())
+    Ok(asset("dashboard.js").into())
+}
+
+fn asset(name: &str) -> Reply {
+    match crate::dashboard::asset(name) {
+        Some((content_type, text)) => Reply {
+            status: 200,
+            content_type,
+            body: text.as_bytes().to_vec(),
+        },
+        None => Reply::error(404, "not found"),
+    }
 }
 
 /// `GET /v1/hub-info`.

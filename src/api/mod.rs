@@ -25,7 +25,7 @@ mod tasks;
 
 pub use feeds::{Wait, WaitKind, finish_wait, touch_interval};
 pub use routes::{NoRoute, ROUTES, RouteDef, Routed, markdown_table, methods, route};
-pub use stream::{BUDGET as STREAM_BUDGET, Stream, run as run_stream};
+pub use stream::{Stream, run as run_stream};
 
 use std::sync::Arc;
 
@@ -111,6 +111,7 @@ pub fn status_of(e: &Error) -> (u16, String) {
         Error::NotFound(m) => (404, m.clone()),
         Error::Conflict(m) => (409, m.clone()),
         Error::Unavailable(m) => (503, m.clone()),
+        Error::Limited(m) => (429, m.clone()),
         Error::Internal(m) => (500, m.clone()),
         Error::Hub { status, message } => (*status, message.clone()),
         e if e.is_busy() => (503, "database is busy, try again".into()),

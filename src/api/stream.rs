@@ -27,12 +27,9 @@ const BATCH: i64 = 500;
 /// Bytes one stream may hold for one write: its events are fetched only
 /// after this much of the hub-wide [`State::sse_budget`] is granted, so
 /// however many peers stop reading, what streams hold in memory stays
-/// within that budget. A message larger than this waits for a grant of
+/// within that budget ([`crate::state::STREAM_BUDGET`]). A message larger than this waits for a grant of
 /// its own size.
 const GRANT: usize = 64 * 1024;
-
-/// What all streams together may hold in memory for writing.
-pub const BUDGET: usize = 32 * 1024 * 1024;
 
 /// How soon a query that found the database busy is tried again.
 const BUSY_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
@@ -189,7 +186,7 @@ pub fn run(s: &State, mut st: Stream, out: Box<dyn Write + Send>, http10: bool) 
         if http10 { "1.0" } else { "1.1" },
         if http10 { "close" } else { "keep-alive" },
         s.instance_id,
-        crate::state::VERSION,
+        crate::wire::VERSION,
         if http10 {
             ""
         } else {

@@ -128,7 +128,7 @@ pub fn help(topic: Option<&str>) -> String {
     }
     let mut s = format!(
         "arc {}: a local coordination hub for AI agents\n\nusage: arc [flags]            run the hub in the foreground (same as `arc serve`)\n       arc <command> [flags]\n\ncommands:\n",
-        crate::state::VERSION
+        crate::wire::VERSION
     );
     for c in COMMANDS {
         s.push_str(&format!("  {:<13}{}\n", c.name, c.summary));

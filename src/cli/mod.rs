@@ -74,7 +74,7 @@ where
 fn execute(cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Version => {
-            println!("arc {}", crate::state::VERSION);
+            println!("arc {}", crate::wire::VERSION);
             Ok(ExitCode::SUCCESS)
         }
         Command::Help(topic) => {

@@ -120,7 +120,7 @@ pub fn http_request(
         "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\nUser-Agent: arc-hub/{}\r\n",
         url.prefix,
         url.authority,
-        crate::state::VERSION
+        crate::wire::VERSION
     );
     for (k, v) in extra_headers {
         head.push_str(&format!("{k}: {v}\r\n"));

@@ -50,16 +50,12 @@ pub(super) fn take(
     Ok(body)
 }
 
-/// What parsed request bodies may cost, hub-wide. A parsed body costs a
-/// multiple of its text ([`COST_PER_BYTE`]); without this bound a handful
-/// of concurrent maximum-size bodies would take gigabytes.
-pub const PARSE_BUDGET: usize = 512 << 20;
-
 /// Bodies up to this size are parsed without asking the budget: they cost
 /// little, and they must never wait behind large ones.
 const SMALL_BODY: usize = 64 << 10;
 
-/// Memory a parsed body takes per byte of its text, at worst, with its
+/// Memory a parsed body takes, counted against
+/// [`crate::state::PARSE_BUDGET`], per byte of its text, at worst, with its
 /// copies in the handler and the answer (measured on bodies of short
 /// numbers at the shape limit: about 130 MB for 8 MB of text).
 const COST_PER_BYTE: usize = 16;

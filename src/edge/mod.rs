@@ -10,7 +10,6 @@ mod body;
 mod guard;
 mod respond;
 
-pub use body::PARSE_BUDGET;
 pub use respond::respond;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -126,7 +125,7 @@ fn split_target(url: &str) -> (&str, &str) {
 fn park(state: &Arc<State>, rq: tiny_http::Request, w: api::Wait) {
     let slot = match state.reserve_parked(w.agent.as_deref()) {
         Ok(slot) => slot,
-        Err(reply) => return respond(state, rq, reply),
+        Err(e) => return respond(state, rq, Reply::from_error(&e)),
     };
     let st = state.clone();
     let spawned = state.pool.run(move || {
@@ -145,7 +144,7 @@ fn park(state: &Arc<State>, rq: tiny_http::Request, w: api::Wait) {
 fn stream(state: &Arc<State>, rq: tiny_http::Request, s: crate::api::Stream) {
     let slot = match state.reserve_parked(Some(&s.agent_id)) {
         Ok(slot) => slot,
-        Err(reply) => return respond(state, rq, reply),
+        Err(e) => return respond(state, rq, Reply::from_error(&e)),
     };
     let st = state.clone();
     let spawned = state.pool.run(move || {

@@ -2,7 +2,8 @@
 //! headers, and `Connection: close` when the hub is stopping.
 
 use crate::api::Reply;
-use crate::state::{State, VERSION};
+use crate::state::State;
+use crate::wire::VERSION;
 
 fn header_pair(name: &str, value: &str) -> Option<tiny_http::Header> {
     tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()

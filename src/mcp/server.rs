@@ -302,7 +302,7 @@ impl Shared {
         json!({
             "protocolVersion": version,
             "capabilities": {"tools": {}, "resources": {"subscribe": true}},
-            "serverInfo": {"name": "arc-hub", "title": "Arc", "version": env!("CARGO_PKG_VERSION")},
+            "serverInfo": {"name": "arc-hub", "title": "Arc", "version": crate::wire::VERSION},
             "instructions": format!(
                 "You are agent {:?} on an Arc coordination hub. Read new messages with arc_poll_messages (or subscribe to {INBOX_URI}); post with arc_post_message; claim work and lock files before editing.",
                 self.agent()

@@ -34,8 +34,9 @@ use crate::config::{self, HubConfig};
 use crate::edge;
 use crate::error::{Error, Result};
 use crate::paths;
-use crate::state::{State, VERSION};
+use crate::state::State;
 use crate::time;
+use crate::wire::VERSION;
 
 /// A running hub.
 pub struct Hub {

@@ -10,8 +10,9 @@ use super::rows::{message_row, row_size};
 use super::schema::MSG_COLS;
 use super::tail::{PAGE_MAX_BYTES, Page, lock_recent};
 use super::tx::channel_exists;
-use super::{Committed, Posted, Store};
+use super::{Committed, Store};
 use crate::error::{Error, Result};
+use crate::notify::Posted;
 use crate::wire::Message;
 
 /// Whether a read first catches up with commits made by other processes

@@ -57,29 +57,9 @@ use tx::Tx;
 /// What a committed write produced: inserted messages and log lines.
 #[derive(Debug, Default, Clone)]
 pub struct Committed {
-    pub posted: Vec<Posted>,
+    pub posted: Vec<crate::notify::Posted>,
     pub logs: Vec<String>,
     messages: Vec<Message>,
-}
-
-/// The routing facts of an inserted message, for waking waiters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Posted {
-    pub id: i64,
-    pub channel: String,
-    pub to_agent: Option<String>,
-    pub thread_id: Option<String>,
-}
-
-impl Posted {
-    fn of(m: &Message) -> Posted {
-        Posted {
-            id: m.id,
-            channel: m.channel.clone(),
-            to_agent: m.to_agent.clone(),
-            thread_id: m.thread_id.clone(),
-        }
-    }
 }
 
 type Hook = Box<dyn Fn(&Committed) + Send + Sync>;

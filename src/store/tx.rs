@@ -4,10 +4,11 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
+use super::Committed;
 use super::rows::task_row;
 use super::schema::{MAX_MESSAGE_ID, TASK_COLS};
-use super::{Committed, Posted};
 use crate::error::{Error, Result};
+use crate::notify::Posted;
 use crate::time;
 use crate::wire::{Message, Task};
 

@@ -19,6 +19,12 @@ pub use pyjson::to_python_json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The crate's version, reported by `--version` and hub-info.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The `implementation` name in hub-info.
+pub const IMPLEMENTATION: &str = "arc-rs";
+
 /// The eight message kinds, sorted (hub-info lists them in this order).
 pub const MESSAGE_KINDS: [&str; 8] = [
     "artifact",

@@ -543,7 +543,7 @@ fn event_streams_stay_within_their_memory_budget_and_slow_readers_are_closed() {
         peak = peak.max(state.sse_budget.used());
     }
     assert!(
-        peak <= arc_hub::api::STREAM_BUDGET,
+        peak <= arc_hub::state::STREAM_BUDGET,
         "budget exceeded: {peak}"
     );
     // Peers that stop reading are closed (they resume with Last-Event-ID).

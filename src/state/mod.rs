@@ -14,19 +14,22 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::api::Reply;
+mod admin;
+
 use crate::config::HubConfig;
 use crate::error::{Error, Result};
 use crate::notify::{Latch, Notifier};
 use crate::store::{Committed, Store};
-use crate::wire::{HubInfo, MESSAGE_KINDS};
+use crate::wire::{HubInfo, IMPLEMENTATION, MESSAGE_KINDS, VERSION};
 use crate::{ids, paths, time};
 
-/// The crate's version, reported by `--version` and hub-info.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// What all event streams together may hold in memory for writing.
+pub const STREAM_BUDGET: usize = 32 * 1024 * 1024;
 
-/// The `implementation` name in hub-info.
-pub const IMPLEMENTATION: &str = "arc-rs";
+/// What parsed request bodies over 64 KiB may cost together. A parsed
+/// body costs a multiple of its text; without this bound a handful of
+/// concurrent maximum-size bodies would take gigabytes.
+pub const PARSE_BUDGET: usize = 512 << 20;
 
 /// Stack size of a parked long-poll or SSE thread.
 const PARKED_STACK: usize = 256 * 1024;
@@ -70,7 +73,7 @@ pub struct State {
     pub(crate) port: AtomicU16,
     pub(crate) allow_remote: AtomicBool,
     relay_running: AtomicBool,
-    pub(crate) pending: Mutex<Option<crate::admin::Pending>>,
+    pub(crate) pending: Mutex<Option<admin::Pending>>,
     stop: Arc<Latch>,
     parked: crate::notify::Watch<Parked>,
     /// Threads for parked long-polls and SSE streams.
@@ -139,8 +142,8 @@ impl State {
             stop: Latch::new(),
             parked: crate::notify::Watch::new(Parked::default()),
             pool: crate::notify::Pool::new("arc-park", PARKED_STACK, Duration::from_secs(30)),
-            sse_budget: crate::notify::Budget::new(crate::api::STREAM_BUDGET),
-            parse_budget: crate::notify::Budget::new(crate::edge::PARSE_BUDGET),
+            sse_budget: crate::notify::Budget::new(STREAM_BUDGET),
+            parse_budget: crate::notify::Budget::new(PARSE_BUDGET),
         }))
     }
 
@@ -221,30 +224,21 @@ impl State {
     // ----- parked waiter accounting ------------------------------------
 
     /// Reserves a parked slot, or says why not (503 total, 429 per agent).
-    pub(crate) fn reserve_parked(
-        self: &Arc<Self>,
-        agent: Option<&str>,
-    ) -> std::result::Result<ParkedSlot, Reply> {
+    pub(crate) fn reserve_parked(self: &Arc<Self>, agent: Option<&str>) -> Result<ParkedSlot> {
         let mut p = self.parked.lock();
         if p.total >= self.config.max_waiters {
-            return Err(Reply::error(
-                503,
-                &format!(
-                    "too many parked long-polls and streams (limit {}); retry shortly",
-                    self.config.max_waiters
-                ),
-            ));
+            return Err(Error::unavailable(format!(
+                "too many parked long-polls and streams (limit {}); retry shortly",
+                self.config.max_waiters
+            )));
         }
         if let Some(a) = agent {
             let n = p.per_agent.get(a).copied().unwrap_or(0);
             if n >= self.config.max_waiters_per_agent {
-                return Err(Reply::error(
-                    429,
-                    &format!(
-                        "too many concurrent long-polls and streams for agent {a} (limit {})",
-                        self.config.max_waiters_per_agent
-                    ),
-                ));
+                return Err(Error::Limited(format!(
+                    "too many concurrent long-polls and streams for agent {a} (limit {})",
+                    self.config.max_waiters_per_agent
+                )));
             }
             p.per_agent.insert(a.to_string(), n + 1);
         }
