@@ -15,8 +15,11 @@ of which states why it polls. [`lock`] is the crate's one mutex helper.
   it first queries and compares counters, not flags.
 * [`Alarm`] is a cancellable sleep for timers (expiry, shutdown, relay and
   watcher intervals).
-* [`Queue`] is the blocking job queue between the accept pump and the
-  worker pool.
+* [`Watch`] is a value whose changes wake waiters (the parked count,
+  `arc mcp`'s flags); [`Latch`] a one-way stop signal.
+* [`Budget`] shares a byte budget among threads (event streams, parsed
+  bodies); [`Pool`] runs parked requests on small-stack threads, fed by
+  a [`Queue`].
 
 Nothing here touches SQLite or HTTP, and no lock in this module is held
 while calling out of it.
