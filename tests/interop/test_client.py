@@ -400,8 +400,9 @@ class TestCoordination(ClientTestCase):
 
     def test_rpc_call_for_agent_id_needing_quoting(self):
         # ArcClient.call() reads /v1/inbox/<quote(agent_id)>. The reference hub
-        # does not percent-decode path segments (spec §15 item 16), so there a
-        # DM'd result for "my caller" is never found; ours decodes.
+        # does not percent-decode path segments (docs/COMPATIBILITY.md, "Wire and
+        # validation"), so there a DM'd result for "my caller" is never found;
+        # ours decodes.
         if self.hub.kind == "ref":
             self.skipTest("reference hub does not decode path parameters")
         caller, worker = self.client("my caller"), self.client("worker")
@@ -513,9 +514,9 @@ E_ACUTE = "\u00e9"
 
 # (method, path, body). Sent in order to a fresh reference hub and a fresh
 # hub of ours; the answers must agree once timestamps and session ids are
-# masked. Inputs where we deliberately differ (spec §15: "false" as a
-# boolean, null kind/body, fractional ints, empty/padded thread ids, crashes)
-# are left out on purpose.
+# masked. Inputs where we deliberately differ (docs/COMPATIBILITY.md, "Wire
+# and validation": "false" as a boolean, null kind/body, fractional ints,
+# empty/padded thread ids, crashes) are left out on purpose.
 DIFFERENTIAL_REQUESTS = [
     ("POST", "/v1/sessions", {"agent_id": "a", "capabilities": [1, None], "metadata": {"m": "é"}}),
     ("POST", "/v1/sessions", {"agent_id": "a", "replace": False}),

@@ -17,10 +17,11 @@ are volatile by nature:
 
 Message and task ids are deterministic on fresh databases and are compared.
 
-Where our hub deliberately differs (arc-spec.md §15 fixes, docs/COMPATIBILITY.md
-extensions) the case names an entry of ``DEVIATIONS`` below; each entry
-records its §15 item and a check asserting that the reference does what the
-spec says it does *and* that our hub does what we documented. Everything else
+Where our hub deliberately differs (the fixes and extensions listed in
+docs/COMPATIBILITY.md) the case names an entry of ``DEVIATIONS`` below; each
+entry records the section that documents it and a check asserting that the
+reference does what our docs say it does (the *Reference:* notes of
+docs/PROTOCOL.md) *and* that our hub does what we documented. Everything else
 must match exactly.
 
 Run from the repository root:
@@ -270,7 +271,7 @@ class Hub:
 
 # ---------------------------------------------------------------------------
 # Allowed deviations. Each check gets (testcase, ref Resp, our Resp) and must
-# assert the reference behaviour the spec records and our documented one.
+# assert the reference behaviour our docs record and our documented one.
 # ---------------------------------------------------------------------------
 
 def _err(tc, r, status, message):
@@ -302,7 +303,8 @@ def _dev_identity(tc, ref, ours):
 
 
 def _dev_dashboard(tc, ref, ours):
-    # §9.3: we ship our own page; only status and content type must agree.
+    # We ship our own page (docs/COMPATIBILITY.md, "Dashboard and shutdown");
+    # only status and content type must agree.
     for r in (ref, ours):
         tc.assertEqual(r.status, 200)
         tc.assertEqual(r.headers.get("content-type"), "text/html; charset=utf-8")
@@ -428,7 +430,8 @@ def _dev_crash_404_or_400(tc, ref, ours):
 
 def _dev_nan_int(tc, ref, ours):
     # Python maps NaN to int() ValueError -> field error; we reject NaN as malformed
-    # JSON or as the same field error (§2.3 allows either).
+    # JSON (docs/PROTOCOL.md, "Body parsing") or, accepted too, as the same
+    # field error.
     _err(tc, ref, 400, "reply_to must be an integer")
     tc.assertEqual(ours.status, 400, ours.show())
     tc.assertIn(ours.error, ("malformed JSON", "reply_to must be an integer"))
@@ -494,8 +497,9 @@ def _dev_forbidden(tc, ref, ours):
 
 
 def _dev_thread_window(tail):
-    # §15 item 24: thread detail honours limit (first N) and tail (last N);
-    # the reference ignores both. Everything but the message window is equal.
+    # Thread detail honours limit (first N) and tail (last N); the reference
+    # ignores both (docs/COMPATIBILITY.md, "Long-poll and streaming").
+    # Everything but the message window is equal.
     def check(tc, ref, ours):
         tc.assertEqual(ref.status, 200, ref.show())
         tc.assertEqual(ours.status, 200, ours.show())
@@ -509,8 +513,9 @@ def _dev_thread_window(tail):
 
 
 def _dev_rpc_rollup_tasks(tc, ref, ours):
-    # §15.5: a task_result that completes the last open child rolls the parent up
-    # at once; the reference leaves the parent open until an explicit completion.
+    # A task_result that completes the last open child rolls the parent up at
+    # once; the reference leaves the parent open until an explicit completion
+    # (docs/PROTOCOL.md, "Tasks, RPC and rollup").
     tc.assertEqual([t["status"] for t in ref.result], ["open"])
     tc.assertEqual(ours.norm, {"ok": True, "result": []})
 
@@ -522,8 +527,8 @@ def _dev_rpc_rollup_late(tc, ref, ours):
 
 
 def _dev_short_body(tc, ref, ours):
-    # §15.18: the reference parses whatever arrived before EOF (here "{}");
-    # we refuse a body shorter than its Content-Length.
+    # The reference parses whatever arrived before EOF (here "{}"); we refuse a
+    # body shorter than its Content-Length (docs/PROTOCOL.md, "Body parsing").
     _err(tc, ref, 400, "name is required")
     _err(tc, ours, 400, "request body is shorter than Content-Length")
 
@@ -566,7 +571,8 @@ def _dev_id_cap_list(tc, ref, ours):
 
 
 def _dev_sse(tc, ref, ours):
-    # §15 item 23: we add `id:` lines; the data lines must be identical.
+    # We add `id:` lines (docs/COMPATIBILITY.md, "Long-poll and streaming");
+    # the data lines must be identical.
     tc.assertEqual(ref["data"], ours["data"])
     tc.assertEqual(ref["ids"], [])
     tc.assertEqual(ours["ids"], [str(d["id"]) for d in ours["data"]])
@@ -593,80 +599,91 @@ def _dev_caps_repr(tc, ref, ours):
                    (400, "capabilities must not contain lists or objects"), ours.show())
 
 
+# The section that documents each deviation, recorded with it and shown when
+# its check fails: "COMPAT: X" is docs/COMPATIBILITY.md, "X", and "PROTOCOL: X"
+# is docs/PROTOCOL.md, "X".
+_C_IDENT = "COMPAT: Identification"
+_C_LEASES = "COMPAT: Presence, recovery and leases"
+_C_WIRE = "COMPAT: Wire and validation"
+_C_STREAM = "COMPAT: Long-poll and streaming"
+_C_SECURITY = "COMPAT: Security"  # "Security (still no authentication, as in v1)"
+_C_DASH = "COMPAT: Dashboard and shutdown"
+_P_BODY = "PROTOCOL: Body parsing"
+
 DEVIATIONS = {
-    "chunked": ("§2.3", "a chunked POST body is decoded, not read as empty", _dev_chunked),
-    "repr-capabilities": ("§15.12", "a list or object inside capabilities is 400, not Python repr",
+    # key: (documenting section, what differs, check)
+    "chunked": (_C_WIRE, "a chunked POST body is decoded, not read as empty", _dev_chunked),
+    "repr-capabilities": (_C_WIRE, "a list or object inside capabilities is 400, not Python repr",
                           _dev_caps_repr),
-    # key: (§15 item or spec section, what differs, check)
-    "identity": ("§4.2", "implementation, implementation_version and features name our hub "
+    "identity": (_C_IDENT, "implementation, implementation_version and features name our hub "
                  "(all eight reference tokens plus arc-rs: extras); presence_ttl_sec added",
                  _dev_identity),
-    "dashboard": ("§9.3", "our own dashboard page; only status/content type compared", _dev_dashboard),
-    "method-405": ("§15.21", "unsupported method: JSON 405 with Allow instead of HTML 501", _dev_method),
-    "head-405": ("§15.21", "HEAD: 405 instead of 501", _dev_head),
-    "null-from": ("§15.10", "from_agent null is 400 from_agent is required, not sender 'None'",
+    "dashboard": (_C_DASH, "our own dashboard page; only status/content type compared", _dev_dashboard),
+    "method-405": (_C_WIRE, "unsupported method: JSON 405 with Allow instead of HTML 501", _dev_method),
+    "head-405": (_C_WIRE, "HEAD: 405 instead of 501", _dev_head),
+    "null-from": (_C_WIRE, "from_agent null is 400 from_agent is required, not sender 'None'",
                   _dev_null_string),
-    "null-body": ("§15.10", "body null is '' not 'None'", _dev_null_body),
-    "null-kind": ("§15.10", "kind null means chat, not 'unsupported kind: none'", _dev_null_kind),
-    "bool-string-false": ("§15.11", "replace: \"false\" is false (409), not truthy",
+    "null-body": (_C_WIRE, "body null is '' not 'None'", _dev_null_body),
+    "null-kind": (_C_WIRE, "kind null means chat, not 'unsupported kind: none'", _dev_null_kind),
+    "bool-string-false": (_C_WIRE, "replace: \"false\" is false (409), not truthy",
                           _dev_truthy_bool_replace),
-    "bool-bad": ("§15.11", "replace: \"maybe\" is 400 replace must be a boolean", _dev_bad_bool),
-    "network-string-false": ("§15.11", "allow_remote: \"false\" is false, not a request for remote",
+    "bool-bad": (_C_WIRE, "replace: \"maybe\" is 400 replace must be a boolean", _dev_bad_bool),
+    "network-string-false": (_C_WIRE, "allow_remote: \"false\" is false, not a request for remote",
                              _dev_network_string_false),
-    "bool-wrong-type": ("§15.11", "replace: [] is 400, not falsy", _dev_bool_wrong_type),
-    "network-wrong-type": ("§15.11", "allow_remote: {} is 400, not falsy", _dev_network_wrong_type),
-    "network-bad-bool": ("§15.11", "allow_remote: \"maybe\" is 400 allow_remote must be a boolean",
+    "bool-wrong-type": (_C_WIRE, "replace: [] is 400, not falsy", _dev_bool_wrong_type),
+    "network-wrong-type": (_C_WIRE, "allow_remote: {} is 400, not falsy", _dev_network_wrong_type),
+    "network-bad-bool": (_C_WIRE, "allow_remote: \"maybe\" is 400 allow_remote must be a boolean",
                          _dev_network_bad_bool),
-    "repr-agent_id": ("§15.12", "object in agent_id is 400, not Python repr", _dev_repr_string("agent_id")),
-    "repr-name": ("§15.12", "array in channel name is 400, not Python repr", _dev_repr_string("name")),
-    "repr-from_agent": ("§15.12", "object in from_agent is 400", _dev_repr_string("from_agent")),
-    "repr-body": ("§15.12", "array in body is 400", _dev_repr_string("body")),
-    "int-bool-reply": ("§15.13", "reply_to: true is 400, not 1",
+    "repr-agent_id": (_C_WIRE, "object in agent_id is 400, not Python repr", _dev_repr_string("agent_id")),
+    "repr-name": (_C_WIRE, "array in channel name is 400, not Python repr", _dev_repr_string("name")),
+    "repr-from_agent": (_C_WIRE, "object in from_agent is 400", _dev_repr_string("from_agent")),
+    "repr-body": (_C_WIRE, "array in body is 400", _dev_repr_string("body")),
+    "int-bool-reply": (_C_WIRE, "reply_to: true is 400, not 1",
                        _dev_int_bool("reply_to", _ref_created)),
-    "int-frac-reply": ("§15.13", "reply_to: 2.9 is 400, not 2",
+    "int-frac-reply": (_C_WIRE, "reply_to: 2.9 is 400, not 2",
                        _dev_int_bool("reply_to", _ref_created)),
-    "int-bool-ttl": ("§15.13", "ttl_sec: true is a type error, not 1 (< 5)",
+    "int-bool-ttl": (_C_WIRE, "ttl_sec: true is a type error, not 1 (< 5)",
                      _dev_int_bool("ttl_sec", _ref_ttl_too_small)),
-    "int-frac-ttl": ("§15.13", "ttl_sec: 30.5 is 400, not 30",
+    "int-frac-ttl": (_C_WIRE, "ttl_sec: 30.5 is 400, not 30",
                      _dev_int_bool("ttl_sec", _ref_created)),
-    "ttl-max": ("§15.6", "ttl_sec above 315360000 is 400", _dev_ttl_max),
-    "ttl-overflow": ("§15.6/§15.14", "huge ttl_sec: 400 instead of a dropped connection",
+    "ttl-max": (_C_LEASES, "ttl_sec above 315360000 is 400", _dev_ttl_max),
+    "ttl-overflow": (_C_LEASES, "huge ttl_sec: 400 instead of a dropped connection",
                      _dev_ttl_overflow),
-    "crash-int": ("§15.14", "out-of-range/Infinity integers: 400 instead of a dropped connection",
+    "crash-int": (_C_WIRE, "out-of-range/Infinity integers: 400 instead of a dropped connection",
                   _dev_crash_400()),
-    "crash-task-id": ("§2.2/§15.14", "task id beyond 64 bits: 404/400 instead of a drop",
+    "crash-task-id": (_C_WIRE, "task id beyond 64 bits: 404/400 instead of a drop",
                       _dev_crash_404_or_400),
-    "nan-int": ("§2.3/§15.14", "NaN: malformed JSON or field error", _dev_nan_int),
-    "nonfinite": ("§2.3/§15.14", "1e400 (inf) anywhere is malformed JSON, never stored", _dev_nonfinite),
-    "surrogate": ("§2.3/§15.14", "lone surrogate: 400 malformed JSON instead of a Python codec text",
+    "nan-int": (_P_BODY, "NaN: malformed JSON or field error", _dev_nan_int),
+    "nonfinite": (_C_WIRE, "1e400 (inf) anywhere is malformed JSON, never stored", _dev_nonfinite),
+    "surrogate": (_P_BODY, "lone surrogate: 400 malformed JSON instead of a Python codec text",
                   _dev_surrogate),
-    "int-negfrac-ttl": ("§15.13", "ttl_sec: -0.5 is a type error, not 0 (< 5)",
+    "int-negfrac-ttl": (_C_WIRE, "ttl_sec: -0.5 is a type error, not 0 (< 5)",
                         _dev_int_bool("ttl_sec", _ref_ttl_truncated_small)),
-    "empty-thread": ("§15.15", "thread_id \"\" is stored as null", _dev_empty_thread),
-    "strip-thread": ("§15.15", "thread ids are trimmed", _dev_strip_thread),
-    "pct-rename": ("§15.16", "path parameters are percent-decoded (rename)", _dev_pct_rename),
-    "pct-inbox": ("§15.16", "path parameters are percent-decoded (inbox)", _dev_pct_inbox),
-    "pct-thread": ("§15.16", "path parameters are percent-decoded (thread)", _dev_pct_thread),
-    "id-cap": ("§15.17", "message id 2^53 is a 500 and nothing is inserted", _dev_id_cap),
-    "sse-id": ("§15.23", "SSE events carry id: lines", _dev_sse),
-    "thread-limit": ("§15.24", "thread detail honours limit (first N)", _dev_thread_window(False)),
-    "thread-tail": ("§15.24", "thread detail honours tail+limit (last N)", _dev_thread_window(True)),
-    "rpc-rollup-tasks": ("§15.5", "task_result completing the last child rolls up the parent",
+    "empty-thread": (_C_WIRE, "thread_id \"\" is stored as null", _dev_empty_thread),
+    "strip-thread": (_C_WIRE, "thread ids are trimmed", _dev_strip_thread),
+    "pct-rename": (_C_WIRE, "path parameters are percent-decoded (rename)", _dev_pct_rename),
+    "pct-inbox": (_C_WIRE, "path parameters are percent-decoded (inbox)", _dev_pct_inbox),
+    "pct-thread": (_C_WIRE, "path parameters are percent-decoded (thread)", _dev_pct_thread),
+    "id-cap": (_C_WIRE, "message id 2^53 is a 500 and nothing is inserted", _dev_id_cap),
+    "sse-id": (_C_STREAM, "SSE events carry id: lines", _dev_sse),
+    "thread-limit": (_C_STREAM, "thread detail honours limit (first N)", _dev_thread_window(False)),
+    "thread-tail": (_C_STREAM, "thread detail honours tail+limit (last N)", _dev_thread_window(True)),
+    "rpc-rollup-tasks": (_C_LEASES, "task_result completing the last child rolls up the parent",
                          _dev_rpc_rollup_tasks),
-    "rpc-rollup-late": ("§15.5", "so a later explicit completion has no parent left to complete",
+    "rpc-rollup-late": (_C_LEASES, "so a later explicit completion has no parent left to complete",
                         _dev_rpc_rollup_late),
-    "short-body": ("§15.18", "body shorter than Content-Length is refused, not parsed",
+    "short-body": (_P_BODY, "body shorter than Content-Length is refused, not parsed",
                    _dev_short_body),
-    "pct-thread-decoded": ("§15.16", "%2D in a thread id is decoded to '-'", _dev_pct_thread_decoded),
-    "crash-query": ("§15.14", "query integer beyond 64 bits: 400 instead of a dropped connection",
+    "pct-thread-decoded": (_C_WIRE, "%2D in a thread id is decoded to '-'", _dev_pct_thread_decoded),
+    "crash-query": (_C_WIRE, "query integer beyond 64 bits: 400 instead of a dropped connection",
                     _dev_crash_400()),
-    "id-cap-list": ("§15.17", "nothing was inserted past 2^53-1", _dev_id_cap_list),
-    "origin": ("§15.25", "foreign Origin (incl. null) is 403 JSON, no CORS headers", _dev_forbidden),
-    "host": ("§15.26", "non-loopback Host on a loopback bind is 403 JSON", _dev_forbidden),
-    "deep-rollup": ("§15.5", "rollup climbs the ancestor chain (arc-rs:deep_rollup)", _dev_deep_rollup),
-    "deep-rollup-tasks": ("§15.5", "grandparent completed too", _dev_deep_rollup_tasks),
-    "deep-rollup-notices": ("§15.5", "one rollup notice per level", _dev_deep_rollup_notices),
-    "immediate-shutdown": ("§15.52", "delay 0: one notice, counted as pending", _dev_immediate_shutdown),
+    "id-cap-list": (_C_WIRE, "nothing was inserted past 2^53-1", _dev_id_cap_list),
+    "origin": (_C_SECURITY, "foreign Origin (incl. null) is 403 JSON, no CORS headers", _dev_forbidden),
+    "host": (_C_SECURITY, "non-loopback Host on a loopback bind is 403 JSON", _dev_forbidden),
+    "deep-rollup": (_C_LEASES, "rollup climbs the ancestor chain (arc-rs:deep_rollup)", _dev_deep_rollup),
+    "deep-rollup-tasks": (_C_LEASES, "grandparent completed too", _dev_deep_rollup_tasks),
+    "deep-rollup-notices": (_C_LEASES, "one rollup notice per level", _dev_deep_rollup_notices),
+    "immediate-shutdown": (_C_DASH, "delay 0: one notice, counted as pending", _dev_immediate_shutdown),
 }
 
 
@@ -790,7 +807,8 @@ class DifferentialTest(unittest.TestCase):
         self.case("HEAD unsupported", "HEAD", "/", dev="head-405")
         self.get("channels query ignored", "/v1/channels?name=zzz")
         # Python's BaseHTTPRequestHandler (3.11.4+) collapses leading slashes, so the
-        # reference serves these; not a §15 item (mismatch reported, see module notes).
+        # reference serves these, and so do we (docs/PROTOCOL.md, "Framing"); not a
+        # deviation.
         self.get("leading double slash", "//v1/channels")
         self.get("leading triple slash", "///v1/agents?x=1")
 
@@ -1119,7 +1137,8 @@ class DifferentialTest(unittest.TestCase):
                   "bob?since_id=-1", "bob?limit=0", "bob?limit=x", "alice?tail=1&limit=1",
                   "bob?timeout=0",
                   # The reference ignores timeout on the inbox; our long-poll extension
-                  # (§15.24) should not turn a previously accepted request into a 400.
+                  # (docs/COMPATIBILITY.md, "Long-poll and streaming") should not
+                  # turn a previously accepted request into a 400.
                   "bob?timeout=x"):
             self.get(f"inbox {q}", I + q)
         self.get("agents last_seen untouched/structure", "/v1/agents")
@@ -1482,7 +1501,8 @@ class DifferentialTest(unittest.TestCase):
                                                    "metadata": floats})
         self.get("read back", P + "?channel=general")
         # Integers beyond 64 bits: the reference keeps them exact (and stringifies
-        # them exactly in string fields); not a §15 item.
+        # them exactly in string fields), and so do we (docs/PROTOCOL.md, "Body
+        # parsing" and "Body coercions"); not a deviation.
         self.post("metadata int beyond 64 bits", P, {"from_agent": "a", "body": "b",
                                                      "metadata": {"big": 2 ** 70, "neg": -2 ** 70}})
         self.post("attachment int beyond 64 bits", P, {"from_agent": "a", "body": "b",

@@ -1,6 +1,6 @@
-"""Lifecycle interop: the pidfile (spec §11.3) is shared between
-implementations, so the reference's `ensure`/`stop`/`reset` work on our hub
-and ours work on the reference hub."""
+"""Lifecycle interop: the pidfile (docs/PROTOCOL.md, "Pidfile") is shared
+between implementations, so the reference's `ensure`/`stop`/`reset` work on
+our hub and ours work on the reference hub."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""The file-spool relay (spec §10) in both directions.
+"""The file-spool relay (docs/PROTOCOL.md, "Relay spool format") in both directions.
 
 - The reference client (`ArcClient.over_relay`, `FileRelayClient`) against
   our hub's built-in relay.
@@ -109,7 +109,7 @@ class TestReferenceClientOverOurRelay(RelayTestCase):
         self.assertLess(out["elapsed"], 8.0)
 
     def test_one_agents_long_poll_does_not_block_another_agent(self):
-        # The reference relay is serial (spec §15 item 30); ours must not be.
+        # The reference relay is serial; ours must not be (docs/COMPATIBILITY.md, "Relay").
         waiter = self.relay_client("waiter")
         waiter.register()
         waiter.bootstrap()

@@ -1,8 +1,9 @@
 """Our hub and the reference Python hub on the same SQLite file.
 
-Shared-file multi-hub mode (spec §1.3): two hub processes on different ports
-open one database; each agent talks to its own hub and sees the other's
-writes. This needs the same schema, timestamp format and row semantics.
+Shared-file multi-hub mode (docs/PROTOCOL.md, "Schema"): two hub processes on
+different ports open one database; each agent talks to its own hub and sees
+the other's writes. This needs the same schema, timestamp format and row
+semantics.
 """
 
 import re
@@ -313,7 +314,7 @@ class TestOpenReferenceDatabase(support.InteropTestCase):
         ref.stop()
 
         ours = self.start_hub("ours", storage=db, spool_dir=self.tmp / "relay-ours")
-        # Same path, same birth time -> same instance id (spec §3.7).
+        # Same path, same birth time -> same instance id (docs/PROTOCOL.md, "Schema").
         self.assertEqual(ours.info["instance_id"], ref_info["instance_id"])
         self.assertEqual(ours.info["storage_path"], ref_info["storage_path"])
         # The reference's session survives our start-up (no global reset).

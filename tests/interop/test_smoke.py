@@ -1,4 +1,5 @@
-"""The three-role smoke test (spec §14), mixing reference and our roles.
+"""The three-role smoke test (`arc smoke-agent`: docs/PROTOCOL.md, "Commands and
+flags"), mixing reference and our roles.
 
 All three roles wait on each other through the hub, so they are started
 concurrently; each is a separate process with its own bounded timeout.
