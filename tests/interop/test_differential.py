@@ -294,10 +294,13 @@ def _dev_identity(tc, ref, ours):
     tc.assertEqual(feats[:len(REF_FEATURES)], REF_FEATURES, "reference tokens first, all eight")
     for extra in feats[len(REF_FEATURES):]:
         tc.assertRegex(extra, r"^arc-rs:[a-z_]+$", "vendor tokens must be prefixed")
-    # Our one added field: the presence TTL, so clients can pace keepalives.
+    # Our two added fields (docs/PROTOCOL.md, "Extensions"): the presence TTL, so
+    # clients can pace keepalives, and the hub's pid, so `arc stop` can verify it.
     tc.assertNotIn("presence_ttl_sec", ref.result)
     tc.assertIsInstance(ours.result.get("presence_ttl_sec"), int)
-    ours_only = ("implementation", "implementation_version", "features", "presence_ttl_sec")
+    tc.assertNotIn("pid", ref.result)
+    tc.assertEqual(ours.result.get("pid"), tc.ours.proc.pid)
+    ours_only = ("implementation", "implementation_version", "features", "presence_ttl_sec", "pid")
     strip = lambda b: {k: v for k, v in b["result"].items() if k not in ours_only}
     tc.assertEqual(strip(ref.norm), strip(ours.norm))
 
@@ -616,7 +619,7 @@ DEVIATIONS = {
     "repr-capabilities": (_C_WIRE, "a list or object inside capabilities is 400, not Python repr",
                           _dev_caps_repr),
     "identity": (_C_IDENT, "implementation, implementation_version and features name our hub "
-                 "(all eight reference tokens plus arc-rs: extras); presence_ttl_sec added",
+                 "(all eight reference tokens plus arc-rs: extras); presence_ttl_sec and pid added",
                  _dev_identity),
     "dashboard": (_C_DASH, "our own dashboard page; only status/content type compared", _dev_dashboard),
     "method-405": (_C_WIRE, "unsupported method: JSON 405 with Allow instead of HTML 501", _dev_method),
