@@ -3,6 +3,7 @@
 //! the sessions past their TTL, and recovers the claims and locks of
 //! agents left with no live session, announcing each once.
 
+use super::Cached;
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
@@ -18,7 +19,7 @@ impl Tx<'_> {
     /// file never announce the same recovery twice.
     pub(super) fn expire_due(&mut self) -> Result<()> {
         let cutoff = self.cutoff();
-        let mut st = self.tx.prepare(
+        let mut st = self.tx.prepare_cached(
             "SELECT session_id, agent_id FROM sessions WHERE active = 1 AND last_seen < ?1 ORDER BY last_seen",
         )?;
         let due = st
@@ -32,7 +33,7 @@ impl Tx<'_> {
         drop(st);
         let mut agents: Vec<String> = Vec::new();
         for (sid, agent) in due {
-            let n = self.tx.execute(
+            let n = self.tx.run(
                 "UPDATE sessions SET active = 0 WHERE session_id = ?1 AND active = 1",
                 [&sid],
             )?;
@@ -48,7 +49,7 @@ impl Tx<'_> {
         for agent in agents {
             let still_live: bool = self
                 .tx
-                .query_row(
+                .one(
                     "SELECT 1 FROM sessions WHERE agent_id = ?1 AND active = 1",
                     [&agent],
                     |_| Ok(()),
@@ -63,7 +64,7 @@ impl Tx<'_> {
     }
 
     fn recover(&mut self, agent: &str) -> Result<()> {
-        let mut st = self.tx.prepare(&format!(
+        let mut st = self.tx.prepare_cached(&format!(
             "SELECT {CLAIM_COLS} FROM claims WHERE owner_agent_id = ?1 AND released_at IS NULL AND expires_at >= ?2 ORDER BY claimed_at, rowid"
         ))?;
         let claims = st
@@ -71,7 +72,7 @@ impl Tx<'_> {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         drop(st);
         for claim in claims {
-            let n = self.tx.execute(
+            let n = self.tx.run(
                 "UPDATE claims SET released_at = ?1 WHERE claim_key = ?2 AND released_at IS NULL",
                 params![self.now, claim.claim_key],
             )?;
@@ -98,7 +99,7 @@ impl Tx<'_> {
                 claim.thread_id.as_deref(),
             )?;
         }
-        let mut st = self.tx.prepare(&format!(
+        let mut st = self.tx.prepare_cached(&format!(
             "SELECT {LOCK_COLS} FROM locks WHERE agent_id = ?1 AND released_at IS NULL AND expires_at >= ?2 ORDER BY locked_at, rowid"
         ))?;
         let locks = st
@@ -106,7 +107,7 @@ impl Tx<'_> {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         drop(st);
         for lock in locks {
-            let n = self.tx.execute(
+            let n = self.tx.run(
                 "UPDATE locks SET released_at = ?1 WHERE file_path = ?2 AND released_at IS NULL",
                 params![self.now, lock.file_path],
             )?;
@@ -152,7 +153,7 @@ impl Tx<'_> {
     pub(super) fn thread_channel(&self, thread_id: &str) -> Result<Option<String>> {
         Ok(self
             .tx
-            .query_row(
+            .one(
                 "SELECT COALESCE(
                     (SELECT channel FROM tasks WHERE thread_id = ?1 AND parent_task_id IS NULL ORDER BY task_id LIMIT 1),
                     (SELECT channel FROM messages WHERE thread_id = ?1 ORDER BY id LIMIT 1),

@@ -5,6 +5,7 @@
 //! it over whole; the owner acquiring again only extends it; anyone
 //! else is denied (and sees the holder's row).
 
+use super::Cached;
 use rusqlite::types::Value as Sql;
 use rusqlite::{OptionalExtension, Row, params_from_iter};
 use serde_json::{Map, Value};
@@ -97,7 +98,7 @@ impl Tx<'_> {
     fn lease<T: LeaseRow>(&self, key: &str) -> Result<Option<T>> {
         Ok(self
             .tx
-            .query_row(
+            .one(
                 &format!("SELECT {} FROM {} WHERE {} = ?1", T::COLS, T::TABLE, T::KEY),
                 [key],
                 T::read,
@@ -118,7 +119,7 @@ impl Tx<'_> {
                         T::TABLE,
                         T::KEY
                     );
-                    self.tx.execute(&sql, [&expires, w.key])?;
+                    self.tx.run(&sql, [&expires, w.key])?;
                 }
                 held.owner() == w.owner
             }
@@ -156,7 +157,7 @@ impl Tx<'_> {
                         T::KEY
                     )
                 };
-                self.tx.execute(&sql, params_from_iter(vals))?;
+                self.tx.run(&sql, params_from_iter(vals))?;
                 true
             }
         };
@@ -224,7 +225,7 @@ impl Store {
                 T::KEY,
                 T::OWNER
             );
-            if t.tx.execute(&sql, [&expires, key, owner, &t.now])? == 0 {
+            if t.tx.run(&sql, [&expires, key, owner, &t.now])? == 0 {
                 return Err(Error::not_found(T::REFRESH_MISSING));
             }
             t.touch(owner)?;
@@ -242,7 +243,7 @@ impl Store {
                 T::KEY,
                 T::OWNER
             );
-            if t.tx.execute(&sql, [&t.now, key, owner])? == 0 {
+            if t.tx.run(&sql, [&t.now, key, owner])? == 0 {
                 return Err(Error::not_found(T::RELEASE_MISSING));
             }
             t.touch(owner)?;
@@ -270,7 +271,7 @@ impl Store {
                 args.push(now.to_string().into());
             }
             sql.push_str(&format!(" ORDER BY {}, rowid", T::SINCE));
-            let mut st = c.prepare(&sql)?;
+            let mut st = c.prepare_cached(&sql)?;
             let rows = st.query_map(params_from_iter(args), T::read)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })

@@ -1,6 +1,7 @@
 //! Posting messages, reading feeds and events, and the foreign-commit
 //! watcher (docs/PROTOCOL.md, "Messages", "Pages", "Long-poll").
 
+use super::Cached;
 use std::sync::atomic::Ordering;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -83,7 +84,7 @@ impl Store {
     pub fn task_exists(&self, task_id: i64) -> Result<bool> {
         self.read_one(|c, _| {
             Ok(
-                c.query_row("SELECT 1 FROM tasks WHERE task_id = ?1", [task_id], |_| {
+                c.one("SELECT 1 FROM tasks WHERE task_id = ?1", [task_id], |_| {
                     Ok(())
                 })
                 .optional()?
@@ -121,13 +122,13 @@ impl Store {
                 &metadata,
             )?;
             if m.kind == "task" || m.kind == "task_request" {
-                t.tx.execute(
+                t.tx.run(
                     "INSERT OR IGNORE INTO tasks(task_id, parent_task_id, channel, thread_id, status, created_at, completed_at) VALUES (?1, ?2, ?3, ?4, 'open', ?5, NULL)",
                     params![msg.id, m.parent_task_id, msg.channel, msg.thread_id, t.now],
                 )?;
             }
             if let Some(request_id) = completes {
-                t.tx.execute(
+                t.tx.run(
                     "UPDATE tasks SET status = 'done', completed_at = ?1 WHERE task_id = ?2 AND status = 'open'",
                     params![t.now, request_id],
                 )?;
@@ -261,7 +262,7 @@ impl Store {
         // Small chunks: rows can be megabytes each.
         const CHUNK: i64 = 200;
         let conn = self.lock();
-        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let version: i64 = conn.one("PRAGMA data_version", [], |r| r.get(0))?;
         if self.data_version.swap(version, Ordering::SeqCst) == version {
             return Ok(false);
         }
@@ -274,7 +275,7 @@ impl Store {
                     .fetch_max(tail.last_id(), Ordering::SeqCst);
             }
         }
-        let mut st = conn.prepare(&format!(
+        let mut st = conn.prepare_cached(&format!(
             "SELECT {MSG_COLS} FROM messages WHERE id > ?1 ORDER BY id LIMIT {CHUNK}"
         ))?;
         loop {
@@ -332,7 +333,7 @@ fn fill_page(
     args: Vec<rusqlite::types::Value>,
     mut page: Page,
 ) -> Result<Page> {
-    let mut st = c.prepare(sql)?;
+    let mut st = c.prepare_cached(sql)?;
     let mut rows = st.query(rusqlite::params_from_iter(args))?;
     while let Some(r) = rows.next()? {
         let size = row_size(r)?;

@@ -24,6 +24,7 @@ its shared steps), `expiry.rs` (expiry and recovery), `sessions.rs`,
 */
 
 mod expiry;
+mod group;
 mod leases;
 mod messages;
 mod rows;
@@ -44,7 +45,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 use crate::time;
@@ -60,6 +61,56 @@ pub struct Committed {
     pub posted: Vec<crate::notify::Posted>,
     pub logs: Vec<String>,
     messages: Vec<Message>,
+}
+
+impl Committed {
+    /// Adds what a later writer in the same transaction produced.
+    fn append(&mut self, mut later: Committed) {
+        self.posted.append(&mut later.posted);
+        self.logs.append(&mut later.logs);
+        self.messages.append(&mut later.messages);
+    }
+}
+
+/// Statements through the connection's statement cache, so the SQL text
+/// of a hot statement is parsed once, not on every request.
+pub(super) trait Cached {
+    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn one<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn one<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
+/// How many prepared statements the connection keeps (the store has
+/// about seventy distinct ones, some with a few shapes each).
+const STATEMENT_CACHE: usize = 256;
+
+/// The connection, held for reading: no batch is open on it.
+struct Held<'a>(MutexGuard<'a, group::Conn>);
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0.c
+    }
 }
 
 type Hook = Box<dyn Fn(&Committed) + Send + Sync>;
@@ -116,7 +167,7 @@ fn files_lost(files: &Files) -> Error {
 
 /// The hub's database.
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: group::Group,
     files: Files,
     ttl_sec: i64,
     journal_mode: String,
@@ -141,21 +192,22 @@ impl Store {
     pub fn open_with(path: &Path, ttl_sec: i64, busy: Duration) -> Result<Store> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(busy)?;
-        let journal_mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let journal_mode: String = conn.one("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.execute_batch("PRAGMA foreign_keys=OFF;")?;
         conn.execute_batch(schema::SCHEMA)?;
         let now = time::now();
-        conn.execute(
+        conn.run(
             "INSERT OR IGNORE INTO channels(name, created_at, created_by, metadata_json) VALUES ('general', ?1, 'system', '{}'), ('direct', ?1, 'system', '{}')",
             [&now],
         )?;
-        let max_id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
+        let max_id: i64 = conn.one("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
             r.get(0)
         })?;
-        let data_version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let data_version: i64 = conn.one("PRAGMA data_version", [], |r| r.get(0))?;
         Ok(Store {
             files: Files::of(path),
-            conn: Mutex::new(conn),
+            conn: group::Group::new(conn),
             ttl_sec,
             journal_mode: journal_mode.to_lowercase(),
             hook: OnceLock::new(),
@@ -180,7 +232,7 @@ impl Store {
     pub fn birth(&self) -> Result<Option<String>> {
         let conn = self.lock();
         Ok(conn
-            .query_row(
+            .one(
                 "SELECT created_at FROM channels WHERE name = 'general'",
                 [],
                 |r| text(r, 0),
@@ -194,10 +246,22 @@ impl Store {
         self.ttl_sec
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while the lock was held rolled its transaction back when
-        // the transaction guard dropped, so the connection is still sound.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// The connection for a read: a batch of writes still open on it is
+    /// committed (and published) first, so no read sees an uncommitted row.
+    fn lock(&self) -> Held<'_> {
+        for _ in 0..1000 {
+            let mut g = self.conn.lock();
+            match g.commit() {
+                None => return Held(g),
+                Some((batch, r)) => {
+                    drop(g);
+                    self.settle(batch, r.map_err(|e| e.to_string()));
+                }
+            }
+        }
+        // Writers keep reopening batches; read inside the open one rather
+        // than starve (its rows are ours and about to commit).
+        Held(self.conn.lock())
     }
 
     /// Refuses the write when the database files changed under us (and
@@ -218,30 +282,81 @@ impl Store {
         }
     }
 
-    /// Runs `f` inside `BEGIN IMMEDIATE`, expiring due sessions first.
-    /// The database files are checked before and after: a write is only
+    /// Runs `f` as one member of a group commit (see `group.rs`): inside
+    /// `BEGIN IMMEDIATE`, in a savepoint of its own, expiring due sessions
+    /// first. Returns once the transaction holding it has committed. The
+    /// database files are checked before and after: a write is only
     /// acknowledged once it is committed into the file the hub opened.
     fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         self.check_files()?;
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut g = self.conn.lock_to_write();
+        let outcome = g.join()?;
+        let (result, out) = self.run_member(&mut g, f);
+        if let (Ok(Ok(_)), Some(batch)) = (&result, g.batch.as_mut()) {
+            batch.members += 1;
+            batch.out.append(out);
+        }
+        let due = g.batch.as_ref().map(|b| self.conn.should_commit(b));
+        if due == Some(true) {
+            let (batch, r) = g.commit().expect("a batch is open");
+            drop(g);
+            let r = r.map_err(|e| e.to_string());
+            self.settle(batch, r);
+        } else {
+            drop(g);
+        }
+        match result {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(value)) => group::wait_for(&outcome).map(|()| value),
+        }
+    }
+
+    /// Runs one writer's statements in a savepoint, rolled back alone if
+    /// they fail or panic.
+    #[allow(clippy::type_complexity)]
+    fn run_member<T>(
+        &self,
+        g: &mut group::Conn,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
+    ) -> (std::thread::Result<Result<T>>, Committed) {
+        if let Err(e) = g.c.run("SAVEPOINT arc_member", []) {
+            return (Ok(Err(e.into())), Committed::default());
+        }
         let now_s = time::now_secs();
         let mut ctx = Tx {
-            tx: &tx,
+            tx: &g.c,
             now_s,
             now: time::format(now_s),
             ttl_sec: self.ttl_sec,
             out: Committed::default(),
         };
-        ctx.expire_due()?;
-        let value = f(&mut ctx)?;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ctx.expire_due()?;
+            f(&mut ctx)
+        }));
         let out = std::mem::take(&mut ctx.out);
         drop(ctx);
-        tx.commit()?;
-        drop(conn);
-        self.check_files()?;
-        self.publish(out);
-        Ok(value)
+        match &result {
+            Ok(Ok(_)) => {
+                if let Err(e) = g.c.run("RELEASE arc_member", []) {
+                    g.undo_member();
+                    return (Ok(Err(e.into())), Committed::default());
+                }
+            }
+            _ => g.undo_member(),
+        }
+        (result, out)
+    }
+
+    /// After a batch's `COMMIT`: checks the files, publishes what it
+    /// produced, and tells its members how it went.
+    fn settle(&self, batch: group::Batch, r: std::result::Result<(), String>) {
+        let r = r.and_then(|()| self.check_files().map_err(|e| e.detail()));
+        if r.is_ok() {
+            self.publish(batch.out);
+        }
+        batch.outcome.update(|o| *o = Some(r));
     }
 
     /// Records committed messages in the in-memory tail, then calls the
@@ -261,7 +376,7 @@ impl Store {
     /// Runs `f` in a deferred (snapshot) read transaction.
     fn read<T>(&self, f: impl FnOnce(&Connection, &str) -> Result<T>) -> Result<T> {
         let mut conn = self.lock();
-        let tx = conn.transaction()?;
+        let tx = conn.0.c.transaction()?;
         let now = time::now();
         let value = f(&tx, &now)?;
         tx.finish()?;
@@ -279,7 +394,7 @@ impl Store {
     /// other processes sharing the file).
     pub fn checkpoint(&self) -> Result<()> {
         let conn = self.lock();
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        conn.one("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Sessions, presence and channels (docs/PROTOCOL.md, "Endpoints").
 
+use super::Cached;
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
 
@@ -26,7 +27,7 @@ impl Store {
         self.write(|t| {
             let current: Option<String> = t
                 .tx
-                .query_row(
+                .one(
                     "SELECT last_seen FROM sessions WHERE agent_id = ?1 AND active = 1 ORDER BY created_at DESC LIMIT 1",
                     [agent_id],
                     |r| text(r, 0),
@@ -37,13 +38,13 @@ impl Store {
                 if last_seen >= t.cutoff() && !replace {
                     return Err(Error::conflict("agent_id already has an active session"));
                 }
-                t.tx.execute(
+                t.tx.run(
                     "UPDATE sessions SET active = 0 WHERE agent_id = ?1 AND active = 1",
                     [agent_id],
                 )?;
             }
             let session_id = crate::ids::uuid4();
-            t.tx.execute(
+            t.tx.run(
                 "INSERT INTO sessions(session_id, agent_id, display_name, capabilities_json, metadata_json, created_at, last_seen, active) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)",
                 params![
                     session_id,
@@ -61,7 +62,7 @@ impl Store {
     /// `POST /v1/sessions/{agent}/rename`.
     pub fn rename_session(&self, agent_id: &str, display_name: &str) -> Result<Session> {
         self.write(|t| {
-            let n = t.tx.execute(
+            let n = t.tx.run(
                 "UPDATE sessions SET display_name = ?1, last_seen = ?2 WHERE agent_id = ?3 AND active = 1",
                 params![display_name, t.now, agent_id],
             )?;
@@ -76,7 +77,7 @@ impl Store {
     /// `DELETE /v1/sessions/{session_id}`.
     pub fn close_session(&self, session_id: &str) -> Result<()> {
         self.write(|t| {
-            let n = t.tx.execute(
+            let n = t.tx.run(
                 "UPDATE sessions SET active = 0 WHERE session_id = ?1 AND active = 1",
                 [session_id],
             )?;
@@ -100,7 +101,7 @@ impl Store {
     /// Unix second at which the next active session becomes expirable.
     pub fn next_expiry(&self) -> Result<Option<i64>> {
         let conn = self.lock();
-        let min: Option<String> = conn.query_row(
+        let min: Option<String> = conn.one(
             "SELECT MIN(last_seen) FROM sessions WHERE active = 1",
             [],
             |r| text(r, 0),
@@ -126,7 +127,7 @@ impl Store {
     pub fn bootstrap(&self, agent_id: &str) -> Result<Bootstrap> {
         self.write(|t| {
             let session = t.newest_session(agent_id)?;
-            let latest_visible_id: i64 = t.tx.query_row(
+            let latest_visible_id: i64 = t.tx.one(
                 "SELECT MAX(COALESCE((SELECT MAX(id) FROM messages WHERE to_agent IS NULL), 0), COALESCE((SELECT MAX(id) FROM messages WHERE to_agent = ?1), 0))",
                 [agent_id],
                 |r| r.get(0),
@@ -144,7 +145,7 @@ impl Store {
     /// The newest active session of an agent, without side effects.
     pub fn session_of(&self, agent_id: &str) -> Result<Option<Session>> {
         self.read(|c, _| {
-            Ok(c.query_row(
+            Ok(c.one(
                 &format!("SELECT {SESSION_COLS} FROM sessions WHERE agent_id = ?1 AND active = 1 ORDER BY created_at DESC LIMIT 1"),
                 [agent_id],
                 session_row,
@@ -157,7 +158,7 @@ impl Store {
 
     pub fn list_channels(&self) -> Result<Vec<Channel>> {
         self.read(|c, _| {
-            let mut st = c.prepare(
+            let mut st = c.prepare_cached(
                 "SELECT name, created_at, created_by, metadata_json FROM channels ORDER BY name",
             )?;
             let rows = st.query_map([], channel_row)?;
@@ -176,7 +177,7 @@ impl Store {
             if let Some(existing) = t.channel(name)? {
                 return Ok((existing, false));
             }
-            t.tx.execute(
+            t.tx.run(
                 "INSERT INTO channels(name, created_at, created_by, metadata_json) VALUES (?1, ?2, ?3, ?4)",
                 params![name, t.now, created_by, serde_json::to_string(metadata)?],
             )?;
@@ -194,7 +195,7 @@ impl Store {
 
 impl Tx<'_> {
     pub(super) fn session_by_id(&self, session_id: &str) -> Result<Session> {
-        Ok(self.tx.query_row(
+        Ok(self.tx.one(
             &format!("SELECT {SESSION_COLS} FROM sessions WHERE session_id = ?1"),
             [session_id],
             session_row,
@@ -204,7 +205,7 @@ impl Tx<'_> {
     pub(super) fn newest_session(&self, agent_id: &str) -> Result<Option<Session>> {
         Ok(self
             .tx
-            .query_row(
+            .one(
                 &format!("SELECT {SESSION_COLS} FROM sessions WHERE agent_id = ?1 AND active = 1 ORDER BY created_at DESC, rowid DESC LIMIT 1"),
                 [agent_id],
                 session_row,
@@ -213,7 +214,7 @@ impl Tx<'_> {
     }
 
     pub(super) fn live_sessions(&self) -> Result<Vec<Session>> {
-        let mut st = self.tx.prepare(&format!(
+        let mut st = self.tx.prepare_cached(&format!(
             "SELECT {SESSION_COLS} FROM sessions WHERE active = 1 ORDER BY agent_id, created_at"
         ))?;
         let rows = st.query_map([], session_row)?;
@@ -223,7 +224,7 @@ impl Tx<'_> {
     pub(super) fn channel(&self, name: &str) -> Result<Option<Channel>> {
         Ok(self
             .tx
-            .query_row(
+            .one(
                 "SELECT name, created_at, created_by, metadata_json FROM channels WHERE name = ?1",
                 [name],
                 channel_row,

@@ -1,6 +1,7 @@
 //! Tasks and their rollup, and RPC completion (docs/PROTOCOL.md, "Tasks,
 //! RPC and rollup").
 
+use super::Cached;
 use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 
@@ -39,7 +40,7 @@ impl Store {
                 }
             }
             sql.push_str(" ORDER BY task_id");
-            let mut st = c.prepare(&sql)?;
+            let mut st = c.prepare_cached(&sql)?;
             let rows = st.query_map(rusqlite::params_from_iter(args), task_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
@@ -52,7 +53,7 @@ impl Store {
             if t.task(task_id)?.is_none() {
                 return Err(Error::not_found("task not found"));
             }
-            t.tx.execute(
+            t.tx.run(
                 "UPDATE tasks SET status = 'done', completed_at = ?1 WHERE task_id = ?2 AND status = 'open'",
                 params![t.now, task_id],
             )?;
@@ -67,7 +68,7 @@ impl Tx<'_> {
     pub(super) fn open_task_request(&self, id: i64) -> Result<bool> {
         Ok(self
             .tx
-            .query_row(
+            .one(
                 "SELECT 1 FROM messages m JOIN tasks t ON t.task_id = m.id WHERE m.id = ?1 AND m.kind = 'task_request' AND t.status = 'open'",
                 [id],
                 |_| Ok(()),
@@ -91,7 +92,7 @@ impl Tx<'_> {
             if parent.status != "open" {
                 break;
             }
-            let (children, open): (i64, i64) = self.tx.query_row(
+            let (children, open): (i64, i64) = self.tx.one(
                 "SELECT COUNT(*), COALESCE(SUM(status != 'done'), 0) FROM tasks WHERE parent_task_id = ?1",
                 [parent_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -99,7 +100,7 @@ impl Tx<'_> {
             if open > 0 {
                 break;
             }
-            let n = self.tx.execute(
+            let n = self.tx.run(
                 "UPDATE tasks SET status = 'done', completed_at = ?1 WHERE task_id = ?2 AND status = 'open'",
                 params![self.now, parent_id],
             )?;

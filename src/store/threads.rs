@@ -1,6 +1,7 @@
 //! Thread summaries and thread detail, by aggregate SQL
 //! (docs/PROTOCOL.md, "Threads").
 
+use super::Cached;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::Store;
@@ -24,7 +25,7 @@ impl Store {
                      UNION SELECT thread_id FROM claims WHERE thread_id IS NOT NULL"
                 )
             );
-            let mut st = c.prepare(&sql)?;
+            let mut st = c.prepare_cached(&sql)?;
             let rows = st.query_map(params![now], summary_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
@@ -50,19 +51,19 @@ impl Store {
                 limit.unwrap_or(i64::MAX),
                 tail,
             )?;
-            let mut st = c.prepare(&format!(
+            let mut st = c.prepare_cached(&format!(
                 "SELECT {TASK_COLS} FROM tasks WHERE thread_id = ?1 ORDER BY task_id"
             ))?;
             let tasks = st
                 .query_map([thread_id], task_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut st = c.prepare(&format!(
+            let mut st = c.prepare_cached(&format!(
                 "SELECT {CLAIM_COLS} FROM claims WHERE thread_id = ?1 ORDER BY claimed_at, rowid"
             ))?;
             let claims = st
                 .query_map([thread_id], claim_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut st = c.prepare(&format!(
+            let mut st = c.prepare_cached(&format!(
                 "SELECT {LOCK_COLS} FROM locks WHERE {} = ?1 ORDER BY locked_at, rowid",
                 LOCK_THREAD
             ))?;
@@ -72,7 +73,7 @@ impl Store {
             // A page past the thread's last message still finds the thread.
             let has_messages = !messages.is_empty()
                 || (since_id > 0
-                    && c.query_row(
+                    && c.one(
                         "SELECT 1 FROM messages WHERE thread_id = ?1 LIMIT 1",
                         [thread_id],
                         |_| Ok(()),
@@ -83,7 +84,7 @@ impl Store {
                 return Ok(None);
             }
             let sql = summary_sql("SELECT ?2 AS thread_id");
-            let thread = c.query_row(&sql, params![now, thread_id], summary_row)?;
+            let thread = c.one(&sql, params![now, thread_id], summary_row)?;
             Ok(Some(ThreadDetail {
                 thread,
                 messages,

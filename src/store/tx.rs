@@ -1,6 +1,7 @@
 //! One write transaction in progress, and the steps every write shares:
 //! the clock, touching presence, inserting a message, posting a notice.
 
+use super::Cached;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
@@ -14,7 +15,7 @@ use crate::wire::{Message, Task};
 
 /// One write transaction in progress.
 pub(super) struct Tx<'a> {
-    pub(super) tx: &'a rusqlite::Transaction<'a>,
+    pub(super) tx: &'a Connection,
     pub(super) now_s: i64,
     pub(super) now: String,
     pub(super) ttl_sec: i64,
@@ -30,7 +31,7 @@ impl Tx<'_> {
     pub(super) fn touch(&mut self, agent_id: &str) -> Result<()> {
         // Rows already stamped with this second are left alone, so a touch
         // that changes nothing commits an empty transaction (no fsync).
-        self.tx.execute(
+        self.tx.run(
             "UPDATE sessions SET last_seen = ?1 WHERE agent_id = ?2 AND active = 1 AND last_seen != ?1",
             params![self.now, agent_id],
         )?;
@@ -82,7 +83,7 @@ impl Tx<'_> {
         thread_id: Option<&str>,
         metadata: &Map<String, Value>,
     ) -> Result<Message> {
-        let next: i64 = self.tx.query_row(
+        let next: i64 = self.tx.one(
             "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0), COALESCE((SELECT MAX(id) FROM messages), 0)) + 1",
             [],
             |r| r.get(0),
@@ -90,7 +91,7 @@ impl Tx<'_> {
         if next > MAX_MESSAGE_ID {
             return Err(Error::internal("message id space exhausted (2^53 - 1)"));
         }
-        self.tx.execute(
+        self.tx.run(
             "INSERT INTO messages(ts, from_agent, to_agent, channel, kind, body, attachments_json, reply_to, thread_id, metadata_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 self.now,
@@ -128,7 +129,7 @@ impl Tx<'_> {
     pub(super) fn task(&self, id: i64) -> Result<Option<Task>> {
         Ok(self
             .tx
-            .query_row(
+            .one(
                 &format!("SELECT {TASK_COLS} FROM tasks WHERE task_id = ?1"),
                 [id],
                 task_row,
@@ -139,7 +140,7 @@ impl Tx<'_> {
 
 pub(super) fn channel_exists(c: &Connection, name: &str) -> Result<bool> {
     Ok(
-        c.query_row("SELECT 1 FROM channels WHERE name = ?1", [name], |_| Ok(()))
+        c.one("SELECT 1 FROM channels WHERE name = ?1", [name], |_| Ok(()))
             .optional()?
             .is_some(),
     )

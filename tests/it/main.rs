@@ -8,6 +8,7 @@ mod dashboard;
 mod hostile;
 mod hostile_proc;
 mod hostile_spool;
+mod hot;
 mod house;
 mod lifecycle;
 mod live;

@@ -227,3 +227,30 @@ impl std::fmt::Display for ListenAddr {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_have_nodelay_and_timeouts() {
+        // Read back from the accepted socket itself: a response that leaves
+        // in two segments must not wait for a delayed ACK (Nagle).
+        let listener = Listener::from(TcpListener::bind("127.0.0.1:0").unwrap());
+        let addr = match listener.local_addr().unwrap() {
+            ListenAddr::IP(a) => a,
+            #[cfg(unix)]
+            ListenAddr::Unix(_) => unreachable!(),
+        };
+        let _client = TcpStream::connect(addr).unwrap();
+        let (conn, _) = listener.accept().unwrap();
+        let limits = crate::Limits::default();
+        conn.configure(&limits);
+        let Connection::Tcp(s) = &conn else {
+            panic!("a TCP listener accepts TCP connections")
+        };
+        assert!(s.nodelay().unwrap());
+        assert_eq!(s.read_timeout().unwrap(), Some(limits.io_timeout));
+        assert_eq!(s.write_timeout().unwrap(), Some(limits.io_timeout));
+    }
+}
