@@ -177,6 +177,8 @@ pub struct Store {
     /// Last `PRAGMA data_version` read by [`Store::foreign_commits`].
     data_version: AtomicI64,
     recent: Mutex<Recent>,
+    /// The message half of every thread's summary (`threads.rs`).
+    threads: Mutex<threads::Cache>,
 }
 
 /// A message to insert, already validated by the API layer.
@@ -214,6 +216,7 @@ impl Store {
             watch_cursor: AtomicI64::new(max_id),
             data_version: AtomicI64::new(data_version),
             recent: Mutex::new(Recent::after_id(max_id)),
+            threads: Mutex::new(threads::Cache::default()),
         })
     }
 
