@@ -2,7 +2,7 @@
 //! model"): no column is ever added, removed or reordered, and
 //! `PRAGMA user_version` stays 0, so a Python hub can open the same file.
 //! New features keep their state in tables of their own, prefixed `arc_`
-//! (docs/ARCHITECTURE.md, "Extension tables").
+//! (docs/PROTOCOL.md, "Extension tables").
 
 /// Highest message id the protocol allows (2^53 − 1, exact in JavaScript).
 pub const MAX_MESSAGE_ID: i64 = (1 << 53) - 1;
