@@ -8,6 +8,7 @@ mod dashboard;
 mod hostile;
 mod hostile_proc;
 mod hostile_spool;
+mod hostile_spool2;
 mod lifecycle;
 mod live;
 mod mcp;
