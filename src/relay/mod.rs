@@ -25,6 +25,8 @@ Files: `scan.rs` (finding and claiming request files), `job.rs` (serving
 one request and writing its answer, and retention).
 */
 
+mod envelope;
+mod forward;
 mod job;
 mod scan;
 

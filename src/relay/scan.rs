@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::Value;
-
 use super::job::{Job, cleanup};
 use super::{Done, RelayConfig, Shared, Wakes};
 use crate::error::Result;
@@ -614,15 +612,14 @@ pub(super) fn file_stem(name: &str) -> String {
 }
 
 /// The envelope's `created_at`, read from a regular file of at most one
-/// MiB (a bigger file is refused when processed anyway).
+/// MiB (a bigger file is refused when processed anyway). Nothing else in
+/// the file is parsed into values.
 pub(super) fn read_created_at(dir: &SpoolDir, name: &str) -> String {
     dir.read_regular(name, 1 << 20)
         .ok()
-        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-        .and_then(|v| {
-            v.get("created_at")
-                .and_then(Value::as_str)
-                .map(str::to_string)
+        .and_then(|bytes| {
+            let key: crate::wire::RelayOrderKey = serde_json::from_slice(&bytes).ok()?;
+            serde_json::from_str::<String>(key.created_at?.get()).ok()
         })
         .unwrap_or_default()
 }

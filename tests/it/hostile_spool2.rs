@@ -6,14 +6,31 @@
 //! the promise docs/SECURITY.md makes ("A spool writer cannot reach
 //! outside the spool").
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use serde_json::json;
+use arc_hub::relay::{RelayConfig, RelayHandle};
+use serde_json::{Value, json};
 
-use crate::relay::{await_response, envelope, relay_hub, spool};
-use crate::support::{TempDir, TestHub};
+use crate::relay::{await_response, drop_request, envelope, relay_hub, spool};
+use crate::support::{TempDir, TestHub, eventually};
 
 const LIMIT: Duration = Duration::from_secs(30);
+
+/// A JSON text holding `n` numbers (`[0,0,...]`).
+fn numbers(n: usize) -> String {
+    format!("[{}0]", "0,".repeat(n - 1))
+}
+
+/// Plants a raw envelope text and returns the path its response will have.
+fn plant(sp: &Path, agent: &str, stem: &str, text: &str) -> std::path::PathBuf {
+    drop_request(sp, agent, &format!("{stem}.json"), text.as_bytes());
+    sp.join("responses")
+        .join(agent)
+        .join(format!("{stem}.json"))
+}
 
 fn messages_from(h: &TestHub, agent: &str) -> i64 {
     h.sql()
@@ -23,6 +40,231 @@ fn messages_from(h: &TestHub, agent: &str) -> i64 {
             |r| r.get(0),
         )
         .unwrap()
+}
+
+#[test]
+fn relayed_bodies_are_carried_as_text_not_parsed_into_values() {
+    // Defect: the relay parsed each envelope into values, cloned the body
+    // and printed it again: 8 relayed bodies of 250,000 numbers (0.5 MB
+    // each) took the hub from 6 MB to 117 MB; 3 of 8 MB took it to 3 GB.
+    use crate::lifecycle::{Foreground, Site};
+    let s = Site::new();
+    let hub = Foreground::start(s.path(), s.port, "arc.sqlite3", &[]);
+    let pid = hub.child.id();
+    let hwm = || crate::hostile_proc::status_kb(pid, "VmHWM:");
+    let Some(before) = hwm() else {
+        eprintln!("skipping: no /proc here");
+        return;
+    };
+    let sp = s.path().join(".arc-relay");
+    let body = format!(r#"{{"x":{}}}"#, numbers(250_000));
+    // A route that ignores bodies, so only the relay handles this one.
+    let text = format!(r#"{{"method":"GET","path":"/v1/hub-info","body":{body}}}"#);
+    let outs: Vec<_> = (0..16)
+        .map(|i| plant(&sp, &format!("amp{i}"), "big", &text))
+        .collect();
+    for out in &outs {
+        eventually(LIMIT, "a relayed answer", || out.exists().then_some(()));
+    }
+    let r: Value = serde_json::from_slice(&std::fs::read(&outs[0]).unwrap()).unwrap();
+    assert_eq!(r["status"], 200, "{r}");
+    let grew_mb = hwm().unwrap().saturating_sub(before) / 1024;
+    assert!(
+        grew_mb < 100,
+        "16 relayed bodies of 0.5 MB grew the hub's peak memory by {grew_mb} MB"
+    );
+}
+
+#[test]
+fn an_envelope_too_big_to_parse_is_refused_before_it_reaches_the_hub() {
+    let h = relay_hub(|_| {});
+    let sp = spool(&h);
+    let wide = format!(
+        r#"{{"method":"POST","path":"/v1/channels","body":{{"name":"wide","metadata":{{"x":{}}}}}}}"#,
+        numbers(300_000)
+    );
+    let deep = format!(
+        r#"{{"method":"POST","path":"/v1/channels","body":{{"name":"deep","metadata":{{"x":{}0{}}}}}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    for (stem, text, why) in [
+        ("wide", &wide, "holds more than"),
+        ("deep", &deep, "nested deeper than"),
+    ] {
+        plant(&sp, "shaper", stem, text);
+        let r = await_response(&sp, "shaper", stem, LIMIT);
+        assert_eq!(r["status"], 400, "{r}");
+        let err = r["error"].as_str().unwrap();
+        assert!(
+            err.starts_with("invalid relay request: request envelope is too large to parse: ")
+                && err.contains(why),
+            "{err}"
+        );
+    }
+    let names: Vec<String> = h
+        .get("/v1/channels")
+        .result()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "wide" || n == "deep"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn relayed_answers_are_copied_not_printed_again() {
+    // Defect: the hub's answer was parsed and pretty-printed, one number
+    // per indented line: a 0.5 MB answer became a 3.75 MB response file
+    // (an 8 MB one, 54 MB).
+    let h = relay_hub(|_| {});
+    let meta = format!(
+        r#"{{"name":"bigmeta","metadata":{{"x":{},"s":"é"}}}}"#,
+        numbers(200_000)
+    );
+    let r = h.call("POST", "/v1/channels", Some(meta.into_bytes()));
+    assert_eq!(r.status, 201, "{r}");
+    let direct = h.get("/v1/channels");
+    let sp = spool(&h);
+    let out = plant(
+        &sp,
+        "reader",
+        "list",
+        r#"{"method":"GET","path":"/v1/channels","body":null}"#,
+    );
+    let r = await_response(&sp, "reader", "list", LIMIT);
+    assert_eq!(r["status"], 200);
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["body"], direct.json, "the same answer");
+    let size = std::fs::metadata(&out).unwrap().len() as f64;
+    let answer = direct.text().len() as f64;
+    assert!(
+        size < answer * 1.1 + 4096.0,
+        "a {answer} byte answer became a {size} byte response file"
+    );
+    // Still ASCII, as Python writes it.
+    let text = std::fs::read(&out).unwrap();
+    assert!(text.is_ascii());
+    assert!(text.starts_with(b"{\n  \"request_id\": "));
+}
+
+/// A stand-in hub on 127.0.0.1:0 that answers each request by its path
+/// with `answer`, serving `n` connections within `LIMIT`. Returns its URL
+/// and, on join, the request heads it read.
+fn fake_hub(
+    n: usize,
+    answer: fn(&str) -> (u16, &'static str, Vec<u8>),
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    l.set_nonblocking(true).unwrap();
+    let t = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut heads = Vec::new();
+        while heads.len() < n && start.elapsed() < LIMIT {
+            let Ok((mut c, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            c.set_nonblocking(false).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+                match c.read(&mut b) {
+                    Ok(1) => head.push(b[0]),
+                    _ => break,
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let path = head.split(' ').nth(1).unwrap_or("").to_string();
+            let (status, ct, body) = answer(&path);
+            let mut out = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            out.extend_from_slice(&body);
+            let _ = c.write_all(&out);
+            heads.push(head);
+        }
+        heads
+    });
+    (url, t)
+}
+
+#[test]
+fn answers_that_are_not_json_become_502_never_ok_strings() {
+    // Defect: an answer the relay could not parse was written as
+    // `"ok": true` with the text as a string body.
+    fn answer(path: &str) -> (u16, &'static str, Vec<u8>) {
+        match path {
+            "/broken" => (
+                200,
+                "application/json",
+                b"{\"ok\": true, \"result\": [1,".to_vec(),
+            ),
+            "/latin1" => (
+                200,
+                "application/json",
+                b"{\"ok\": true, \"s\": \"\xe9\"}".to_vec(),
+            ),
+            "/deep" => {
+                let deep = format!(
+                    r#"{{"ok": true, "result": {}{}}}"#,
+                    "[".repeat(300),
+                    "]".repeat(300)
+                );
+                (200, "application/json; charset=utf-8", deep.into_bytes())
+            }
+            _ => (200, "text/html", b"<p>dashboard</p>".to_vec()),
+        }
+    }
+    let (url, server) = fake_hub(4, answer);
+    let tmp = TempDir::new("relay-502");
+    let sp = tmp.path().join("spool");
+    let relay = RelayHandle::start(RelayConfig::new(&url, &sp)).unwrap();
+    for path in ["/broken", "/latin1", "/deep", "/"] {
+        let stem = if path == "/" { "root" } else { &path[1..] };
+        let text = envelope("GET", path, None, "2026-01-01T00:00:00Z");
+        drop_request(&sp, "reader", &format!("{stem}.json"), &text);
+        if path == "/deep" {
+            // Valid, however deep: passed on as it is (deeper than
+            // serde_json here would read, so the file is checked as text).
+            let out = sp.join("responses/reader/deep.json");
+            let text = eventually(LIMIT, "the deep answer", || {
+                std::fs::read_to_string(&out).ok()
+            });
+            assert!(text.contains("\"ok\": true,\n  \"status\": 200,"), "{text}");
+            assert!(text.contains(&"[".repeat(300)), "{text}");
+            continue;
+        }
+        let r = await_response(&sp, "reader", stem, LIMIT);
+        match path {
+            "/broken" | "/latin1" => {
+                assert_eq!(r["status"], 502, "{path}: {r}");
+                assert_eq!(r["ok"], false, "{path}: {r}");
+                assert!(r.get("body").is_none(), "{path}: {r}");
+                let err = r["error"].as_str().unwrap();
+                assert!(
+                    err.starts_with("relay: the hub's answer (HTTP 200) is not valid"),
+                    "{err}"
+                );
+            }
+            _ => {
+                // Not JSON and not said to be: a string, as the reference does.
+                assert_eq!(r["status"], 200, "{r}");
+                assert_eq!(r["ok"], true, "{r}");
+                assert_eq!(r["body"], "<p>dashboard</p>");
+            }
+        }
+    }
+    relay.stop();
+    assert_eq!(server.join().unwrap().len(), 4);
 }
 
 #[cfg(unix)]

@@ -1,0 +1,189 @@
+//! Reading and checking one request envelope (docs/PROTOCOL.md, "Request
+//! envelope"). The text is measured before it is parsed, so a file never
+//! costs much more memory than its size, and the body stays the JSON text
+//! it arrived as (docs/SECURITY.md, "A spool writer cannot reach outside
+//! the spool").
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::wire::shape::{LIMITS, Limits};
+
+/// A checked envelope, borrowing its body from the file's text.
+#[derive(Debug)]
+pub(super) struct Envelope<'a> {
+    pub(super) request_id: String,
+    pub(super) method: String,
+    /// Starts with `/`.
+    pub(super) path: String,
+    /// The body's JSON text (an object), if there is one.
+    pub(super) body: Option<&'a RawValue>,
+}
+
+/// Why a request is not forwarded: its status and the error its response
+/// file gives.
+#[derive(Debug, PartialEq)]
+pub(super) struct Refusal {
+    pub(super) status: u16,
+    pub(super) error: String,
+}
+
+impl Refusal {
+    /// 400 `invalid relay request: <reason>` (the reference's text).
+    pub(super) fn invalid(reason: impl std::fmt::Display) -> Refusal {
+        Refusal {
+            status: 400,
+            error: format!("invalid relay request: {reason}"),
+        }
+    }
+}
+
+/// The envelope's own nesting level and keys, on top of what the body
+/// may hold under [`LIMITS`].
+const ENVELOPE_LIMITS: Limits = Limits {
+    depth: LIMITS.depth + 1,
+    values: LIMITS.values + 64,
+};
+
+/// Checks the envelope in `bytes` (spec §10.3 step 3, plus the checks of
+/// docs/PROTOCOL.md "Request envelope"). `stem` is the file's stem, the
+/// fallback `request_id`.
+pub(super) fn parse<'a>(bytes: &'a [u8], stem: &str) -> Result<Envelope<'a>, Refusal> {
+    if let Some(why) = crate::wire::shape::over(bytes, ENVELOPE_LIMITS) {
+        return Err(Refusal::invalid(format!(
+            "request envelope is too large to parse: {why}"
+        )));
+    }
+    let text = std::str::from_utf8(bytes).map_err(Refusal::invalid)?;
+    // Validated whole first (without building a tree), so that "not an
+    // object" is told apart from "not JSON".
+    let top: &RawValue = serde_json::from_str(text).map_err(Refusal::invalid)?;
+    if !top.get().starts_with('{') {
+        return Err(Refusal::invalid("request envelope must be a JSON object"));
+    }
+    // Each value is kept as its text; only the few small ones read below
+    // are parsed. A repeated key keeps its last value, as in Python.
+    let fields: HashMap<String, &RawValue> =
+        serde_json::from_str(top.get()).map_err(Refusal::invalid)?;
+    let text_of = |k: &str| -> Option<String> {
+        let v: Value = serde_json::from_str(fields.get(k)?.get()).ok()?;
+        crate::input::scalar_string(&v)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let request_id = text_of("request_id").unwrap_or_else(|| stem.to_string());
+    let method = text_of("method")
+        .map(|m| m.to_uppercase())
+        .ok_or_else(|| Refusal::invalid("request envelope missing method"))?;
+    let path = fields
+        .get("path")
+        .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+        .unwrap_or_default();
+    if !path.starts_with('/') {
+        return Err(Refusal::invalid("request path must start with '/'"));
+    }
+    // A stream never ends, so it would hold this agent's queue forever.
+    if path.split('?').next() == Some("/v1/stream") {
+        return Err(Refusal::invalid(
+            "event streams cannot be relayed; long-poll /v1/events instead",
+        ));
+    }
+    let body = match fields.get("body") {
+        None => None,
+        Some(b) if b.get() == "null" => None,
+        Some(b) if b.get().starts_with('{') => Some(*b),
+        Some(_) => {
+            return Err(Refusal::invalid(
+                "request body must be a JSON object when provided",
+            ));
+        }
+    };
+    Ok(Envelope {
+        request_id,
+        method,
+        path,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(method: &str, path: &str) -> String {
+        serde_json::json!({"method": method, "path": path}).to_string()
+    }
+
+    fn refusal(text: &str) -> Refusal {
+        parse(text.as_bytes(), "stem").unwrap_err()
+    }
+
+    #[test]
+    fn the_body_is_kept_as_its_text_and_fields_fall_back() {
+        let text = r#"{"method": " post ", "path": "/v1/messages", "body": {"n": 1.50, "s": "é"},
+                       "request_id": "  ", "created_at": "x"}"#;
+        let e = parse(text.as_bytes(), "stem").unwrap();
+        assert_eq!(e.request_id, "stem");
+        assert_eq!(e.method, "POST");
+        assert_eq!(e.path, "/v1/messages");
+        assert_eq!(e.body.unwrap().get(), r#"{"n": 1.50, "s": "é"}"#);
+        let e = parse(
+            br#"{"method":"GET","path":"/v1/hub-info","body":null,"request_id":7}"#,
+            "s",
+        )
+        .unwrap();
+        assert!(e.body.is_none());
+        assert_eq!(e.request_id, "7");
+    }
+
+    #[test]
+    fn oversized_shapes_are_refused_before_parsing() {
+        let wide = format!(
+            r#"{{"method":"POST","path":"/v1/channels","body":{{"x":[{}0]}}}}"#,
+            "0,".repeat(LIMITS.values + 100)
+        );
+        let r = refusal(&wide);
+        assert_eq!(r.status, 400);
+        assert!(r.error.contains("more than"), "{r:?}");
+        let deep = format!(
+            r#"{{"method":"POST","path":"/v1/x","body":{{"a":{}1{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(refusal(&deep).error.contains("nested deeper"));
+        // A body exactly at the hub's limits still passes.
+        let fits = format!(
+            r#"{{"method":"POST","path":"/v1/x","body":{{"a":{}1{}}}}}"#,
+            "[".repeat(LIMITS.depth - 1),
+            "]".repeat(LIMITS.depth - 1)
+        );
+        assert!(parse(fits.as_bytes(), "s").is_ok());
+    }
+
+    #[test]
+    fn reference_errors_keep_their_text() {
+        assert_eq!(
+            refusal("[1, 2]").error,
+            "invalid relay request: request envelope must be a JSON object"
+        );
+        assert_eq!(
+            refusal(r#"{"path": "/v1/x"}"#).error,
+            "invalid relay request: request envelope missing method"
+        );
+        assert_eq!(
+            refusal(&env("GET", "v1/x")).error,
+            "invalid relay request: request path must start with '/'"
+        );
+        assert_eq!(
+            refusal(r#"{"method": "POST", "path": "/v1/x", "body": [1]}"#).error,
+            "invalid relay request: request body must be a JSON object when provided"
+        );
+        assert!(
+            refusal("{nope")
+                .error
+                .starts_with("invalid relay request: ")
+        );
+    }
+}
