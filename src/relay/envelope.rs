@@ -1,8 +1,10 @@
 //! Reading and checking one request envelope (docs/PROTOCOL.md, "Request
 //! envelope"). The text is measured before it is parsed, so a file never
-//! costs much more memory than its size, and the body stays the JSON text
-//! it arrived as (docs/SECURITY.md, "A spool writer cannot reach outside
-//! the spool").
+//! costs much more memory than its size; the body stays the JSON text it
+//! arrived as; and the method, the path and the route they name are
+//! checked, so that nothing but a plain request line for a relayable
+//! route ever reaches the hub (docs/SECURITY.md, "A spool writer cannot
+//! reach outside the spool").
 
 use std::collections::HashMap;
 
@@ -15,8 +17,8 @@ use crate::wire::shape::{LIMITS, Limits};
 #[derive(Debug)]
 pub(super) struct Envelope<'a> {
     pub(super) request_id: String,
-    pub(super) method: String,
-    /// Starts with `/`.
+    pub(super) method: &'static str,
+    /// Starts with exactly one `/`; printable ASCII only.
     pub(super) path: String,
     /// The body's JSON text (an object), if there is one.
     pub(super) body: Option<&'a RawValue>,
@@ -39,6 +41,9 @@ impl Refusal {
         }
     }
 }
+
+/// The methods the protocol's routes use; nothing else is forwarded.
+pub(super) const METHODS: [&str; 3] = ["GET", "POST", "DELETE"];
 
 /// The envelope's own nesting level and keys, on top of what the body
 /// may hold under [`LIMITS`].
@@ -77,19 +82,15 @@ pub(super) fn parse<'a>(bytes: &'a [u8], stem: &str) -> Result<Envelope<'a>, Ref
     let method = text_of("method")
         .map(|m| m.to_uppercase())
         .ok_or_else(|| Refusal::invalid("request envelope missing method"))?;
+    let method = METHODS
+        .into_iter()
+        .find(|m| *m == method)
+        .ok_or_else(|| Refusal::invalid("request method must be GET, POST or DELETE"))?;
     let path = fields
         .get("path")
         .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
         .unwrap_or_default();
-    if !path.starts_with('/') {
-        return Err(Refusal::invalid("request path must start with '/'"));
-    }
-    // A stream never ends, so it would hold this agent's queue forever.
-    if path.split('?').next() == Some("/v1/stream") {
-        return Err(Refusal::invalid(
-            "event streams cannot be relayed; long-poll /v1/events instead",
-        ));
-    }
+    let path = check_path(&path)?;
     let body = match fields.get("body") {
         None => None,
         Some(b) if b.get() == "null" => None,
@@ -100,12 +101,54 @@ pub(super) fn parse<'a>(bytes: &'a [u8], stem: &str) -> Result<Envelope<'a>, Ref
             ));
         }
     };
+    check_route(method, &path)?;
     Ok(Envelope {
         request_id,
         method,
         path,
         body,
     })
+}
+
+/// The path as it is forwarded: it must start with `/`, and consist of
+/// printable ASCII only (no spaces, no control characters: it goes into
+/// an HTTP request line as it is). Leading slashes collapse to one, as
+/// the hub's router collapses them, so the checks below and the long-poll
+/// clamp see the route the hub will see.
+fn check_path(path: &str) -> Result<String, Refusal> {
+    if !path.starts_with('/') {
+        return Err(Refusal::invalid("request path must start with '/'"));
+    }
+    if !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Refusal::invalid(
+            "request path must be printable ASCII, without spaces or control characters",
+        ));
+    }
+    // An absolute URL anywhere in the target could be read as one by an
+    // HTTP server; the protocol's clients percent-encode ':' and '/' in
+    // query values, so a raw "://" is never needed.
+    if path.contains("://") {
+        return Err(Refusal::invalid(
+            "request path must not contain \"://\" (percent-encode query values)",
+        ));
+    }
+    Ok(format!("/{}", path.trim_start_matches('/')))
+}
+
+/// Refuses routes the relay does not serve: event streams (they never
+/// end, so they would hold the agent's queue).
+fn check_route(method: &str, path: &str) -> Result<(), Refusal> {
+    let route = path.split(['?', '#']).next().unwrap_or_default();
+    let Ok(routed) = crate::api::route(method, route) else {
+        return Ok(()); // the hub answers 404 or 405
+    };
+    let def = routed.def;
+    if def.pattern == "/v1/stream" {
+        return Err(Refusal::invalid(
+            "event streams cannot be relayed; long-poll /v1/events instead",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -136,6 +179,55 @@ mod tests {
         .unwrap();
         assert!(e.body.is_none());
         assert_eq!(e.request_id, "7");
+    }
+
+    #[test]
+    fn only_the_protocols_methods_are_forwarded() {
+        for m in [
+            "PUT",
+            "PATCH",
+            "HEAD",
+            "OPTIONS",
+            "GET /x HTTP/1.1\r\n",
+            "G ET",
+        ] {
+            assert_eq!(
+                refusal(&env(m, "/v1/hub-info")).error,
+                "invalid relay request: request method must be GET, POST or DELETE",
+                "{m:?}"
+            );
+        }
+        for m in ["get", "Post", "DELETE"] {
+            assert!(parse(env(m, "/v1/x").as_bytes(), "s").is_ok(), "{m}");
+        }
+    }
+
+    #[test]
+    fn paths_are_one_plain_request_target() {
+        for p in [
+            "/v1/hub-info HTTP/1.1\r\nHost: x\r\n\r\nPOST /v1/messages",
+            "/v1/hub-info\n",
+            "/v1/a b",
+            "/v1/\u{7f}",
+            "/v1/é",
+            "/v1/x\0",
+        ] {
+            let r = refusal(&env("GET", p));
+            assert_eq!(r.status, 400);
+            assert!(r.error.contains("printable ASCII"), "{p:?}: {r:?}");
+        }
+        let r = refusal(&env("POST", "/v1/messages?x=http://h/v1/shutdown"));
+        assert!(r.error.contains("://"), "{r:?}");
+        let text = env("GET", "///v1/events?timeout=5");
+        let e = parse(text.as_bytes(), "s").unwrap();
+        assert_eq!(e.path, "/v1/events?timeout=5");
+    }
+
+    #[test]
+    fn streams_are_refused_however_spelled() {
+        for p in ["/v1/stream?agent_id=a", "//v1/stream", "/v1/stream#x"] {
+            assert_eq!(refusal(&env("GET", p)).status, 400, "{p}");
+        }
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub(super) fn forward(cfg: &RelayConfig, env: &Envelope) -> Outcome {
         .request_timeout
         .max(Duration::from_secs_f64(wait) + Duration::from_secs(10));
     let body = env.body.map(|b| b.get().as_bytes());
-    let answer = http_request(&cfg.base_url, &env.method, &path, body, &[], timeout);
+    let answer = http_request(&cfg.base_url, env.method, &path, body, &[], timeout);
     let request_id = env.request_id.clone();
     let r = match answer {
         Ok(r) => r,

@@ -267,6 +267,68 @@ fn answers_that_are_not_json_become_502_never_ok_strings() {
     assert_eq!(server.join().unwrap().len(), 4);
 }
 
+#[test]
+fn crlf_in_an_envelope_never_reaches_the_hubs_connection() {
+    // Defect: a path carrying CRLF was pasted into the request line, so a
+    // spool writer could put a second, raw request on the relay's
+    // connection (here: a message from anyone it likes).
+    let h = relay_hub(|_| {});
+    let sp = spool(&h);
+    let inner =
+        json!({"from_agent": "smuggled", "channel": "general", "body": "via CRLF"}).to_string();
+    let smuggled = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{inner}",
+        inner.len()
+    );
+    let cases = [
+        (
+            "path",
+            "GET".to_string(),
+            format!("/v1/hub-info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n{smuggled}GET /x"),
+            "request path must be printable ASCII",
+        ),
+        (
+            "space",
+            "GET".to_string(),
+            "/v1/hub-info HTTP/1.0".to_string(),
+            "request path must be printable ASCII",
+        ),
+        (
+            "method",
+            format!("GET /v1/hub-info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n{smuggled}GET"),
+            "/x".to_string(),
+            "request method must be GET, POST or DELETE",
+        ),
+        (
+            "put",
+            "PUT".to_string(),
+            "/v1/messages".to_string(),
+            "request method must be GET, POST or DELETE",
+        ),
+        (
+            "absolute",
+            "POST".to_string(),
+            "/v1/messages?x=http://127.0.0.1/v1/shutdown".to_string(),
+            "must not contain \"://\"",
+        ),
+    ];
+    for (stem, method, path, why) in &cases {
+        let text = json!({"method": method, "path": path, "body": {"from_agent": "smuggled",
+            "channel": "general", "body": "direct"}})
+        .to_string();
+        plant(&sp, "smuggler", stem, &text);
+        let r = await_response(&sp, "smuggler", stem, LIMIT);
+        assert_eq!(r["status"], 400, "{stem}: {r}");
+        let err = r["error"].as_str().unwrap();
+        assert!(
+            err.starts_with("invalid relay request: ") && err.contains(why),
+            "{stem}: {err}"
+        );
+    }
+    assert_eq!(messages_from(&h, "smuggled"), 0);
+    assert_eq!(h.get("/v1/hub-info").status, 200);
+}
+
 #[cfg(unix)]
 #[test]
 fn hard_linked_request_files_are_refused_not_read() {
