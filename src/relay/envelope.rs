@@ -45,6 +45,14 @@ impl Refusal {
 /// The methods the protocol's routes use; nothing else is forwarded.
 pub(super) const METHODS: [&str; 3] = ["GET", "POST", "DELETE"];
 
+/// Routes that change the hub itself (method, pattern in the route
+/// table): not relayed unless the operator allows it.
+pub(super) const ADMIN_ROUTES: [(&str, &str); 3] = [
+    ("POST", "/v1/shutdown"),
+    ("POST", "/v1/shutdown/cancel"),
+    ("POST", "/v1/network"),
+];
+
 /// The envelope's own nesting level and keys, on top of what the body
 /// may hold under [`LIMITS`].
 const ENVELOPE_LIMITS: Limits = Limits {
@@ -55,7 +63,11 @@ const ENVELOPE_LIMITS: Limits = Limits {
 /// Checks the envelope in `bytes` (spec §10.3 step 3, plus the checks of
 /// docs/PROTOCOL.md "Request envelope"). `stem` is the file's stem, the
 /// fallback `request_id`.
-pub(super) fn parse<'a>(bytes: &'a [u8], stem: &str) -> Result<Envelope<'a>, Refusal> {
+pub(super) fn parse<'a>(
+    bytes: &'a [u8],
+    stem: &str,
+    allow_admin: bool,
+) -> Result<Envelope<'a>, Refusal> {
     if let Some(why) = crate::wire::shape::over(bytes, ENVELOPE_LIMITS) {
         return Err(Refusal::invalid(format!(
             "request envelope is too large to parse: {why}"
@@ -101,7 +113,7 @@ pub(super) fn parse<'a>(bytes: &'a [u8], stem: &str) -> Result<Envelope<'a>, Ref
             ));
         }
     };
-    check_route(method, &path)?;
+    check_route(method, &path, allow_admin)?;
     Ok(Envelope {
         request_id,
         method,
@@ -136,8 +148,9 @@ fn check_path(path: &str) -> Result<String, Refusal> {
 }
 
 /// Refuses routes the relay does not serve: event streams (they never
-/// end, so they would hold the agent's queue).
-fn check_route(method: &str, path: &str) -> Result<(), Refusal> {
+/// end, so they would hold the agent's queue) and, unless allowed, the
+/// admin routes (403).
+fn check_route(method: &str, path: &str, allow_admin: bool) -> Result<(), Refusal> {
     let route = path.split(['?', '#']).next().unwrap_or_default();
     let Ok(routed) = crate::api::route(method, route) else {
         return Ok(()); // the hub answers 404 or 405
@@ -147,6 +160,15 @@ fn check_route(method: &str, path: &str) -> Result<(), Refusal> {
         return Err(Refusal::invalid(
             "event streams cannot be relayed; long-poll /v1/events instead",
         ));
+    }
+    if !allow_admin && ADMIN_ROUTES.contains(&(def.method, def.pattern)) {
+        return Err(Refusal {
+            status: 403,
+            error: format!(
+                "relay: {} {} is an admin route and is not relayed (the hub's operator can allow it with --relay-allow-admin)",
+                def.method, def.pattern
+            ),
+        });
     }
     Ok(())
 }
@@ -160,14 +182,14 @@ mod tests {
     }
 
     fn refusal(text: &str) -> Refusal {
-        parse(text.as_bytes(), "stem").unwrap_err()
+        parse(text.as_bytes(), "stem", false).unwrap_err()
     }
 
     #[test]
     fn the_body_is_kept_as_its_text_and_fields_fall_back() {
         let text = r#"{"method": " post ", "path": "/v1/messages", "body": {"n": 1.50, "s": "é"},
                        "request_id": "  ", "created_at": "x"}"#;
-        let e = parse(text.as_bytes(), "stem").unwrap();
+        let e = parse(text.as_bytes(), "stem", false).unwrap();
         assert_eq!(e.request_id, "stem");
         assert_eq!(e.method, "POST");
         assert_eq!(e.path, "/v1/messages");
@@ -175,6 +197,7 @@ mod tests {
         let e = parse(
             br#"{"method":"GET","path":"/v1/hub-info","body":null,"request_id":7}"#,
             "s",
+            false,
         )
         .unwrap();
         assert!(e.body.is_none());
@@ -198,7 +221,7 @@ mod tests {
             );
         }
         for m in ["get", "Post", "DELETE"] {
-            assert!(parse(env(m, "/v1/x").as_bytes(), "s").is_ok(), "{m}");
+            assert!(parse(env(m, "/v1/x").as_bytes(), "s", false).is_ok(), "{m}");
         }
     }
 
@@ -219,14 +242,37 @@ mod tests {
         let r = refusal(&env("POST", "/v1/messages?x=http://h/v1/shutdown"));
         assert!(r.error.contains("://"), "{r:?}");
         let text = env("GET", "///v1/events?timeout=5");
-        let e = parse(text.as_bytes(), "s").unwrap();
+        let e = parse(text.as_bytes(), "s", false).unwrap();
         assert_eq!(e.path, "/v1/events?timeout=5");
     }
 
     #[test]
-    fn streams_are_refused_however_spelled() {
+    fn streams_and_admin_routes_are_refused_however_spelled() {
         for p in ["/v1/stream?agent_id=a", "//v1/stream", "/v1/stream#x"] {
             assert_eq!(refusal(&env("GET", p)).status, 400, "{p}");
+        }
+        for (m, p) in [
+            ("POST", "/v1/shutdown"),
+            ("post", "//v1/shutdown?delay_sec=0"),
+            ("POST", "/v1/shutdown/cancel"),
+            ("POST", "/v1/network#frag"),
+        ] {
+            let r = refusal(&env(m, p));
+            assert_eq!(r.status, 403, "{m} {p}");
+            assert!(r.error.starts_with("relay: POST /v1/"), "{r:?}");
+        }
+        // Reading the shutdown status is no admin action; and the operator
+        // may allow the rest.
+        assert!(parse(env("GET", "/v1/shutdown").as_bytes(), "s", false).is_ok());
+        assert!(parse(env("POST", "/v1/shutdown").as_bytes(), "s", true).is_ok());
+        // The list names real routes.
+        for (m, p) in ADMIN_ROUTES {
+            assert!(
+                crate::api::ROUTES
+                    .iter()
+                    .any(|r| r.method == m && r.pattern == p),
+                "{m} {p}"
+            );
         }
     }
 
@@ -251,7 +297,7 @@ mod tests {
             "[".repeat(LIMITS.depth - 1),
             "]".repeat(LIMITS.depth - 1)
         );
-        assert!(parse(fits.as_bytes(), "s").is_ok());
+        assert!(parse(fits.as_bytes(), "s", false).is_ok());
     }
 
     #[test]

@@ -33,7 +33,7 @@ impl Job {
         let stem = file_stem(&self.work);
         let outcome = match self.read() {
             Err(reason) => Outcome::refused(stem.clone(), Refusal::invalid(reason)),
-            Ok(bytes) => match envelope::parse(&bytes, &stem) {
+            Ok(bytes) => match envelope::parse(&bytes, &stem, self.cfg.allow_admin) {
                 Err(r) => Outcome::refused(stem.clone(), r),
                 Ok(env) => forward(&self.cfg, &env),
             },

@@ -58,6 +58,8 @@ pub struct RelayConfig {
     pub max_request_bytes: u64,
     /// The spool as the operator named it (for log lines).
     pub display_spool: String,
+    /// Forward the admin routes (shutdown, network) too.
+    pub allow_admin: bool,
 }
 
 impl RelayConfig {
@@ -71,6 +73,7 @@ impl RelayConfig {
             retention: Duration::from_secs(3600),
             max_request_bytes: 8_385_536 + 65_536,
             display_spool: spool.display().to_string(),
+            allow_admin: false,
         }
     }
 }
@@ -119,6 +122,7 @@ impl RelayHandle {
         cfg.max_wait_sec = c.relay_max_wait_sec;
         cfg.retention = c.relay_retention;
         cfg.max_request_bytes = c.request_cap() as u64 + 65_536;
+        cfg.allow_admin = c.relay_allow_admin;
         RelayHandle::start(cfg)
     }
 

@@ -364,3 +364,70 @@ fn hard_linked_request_files_are_refused_not_read() {
         stats.refused
     );
 }
+
+#[test]
+fn admin_routes_are_refused_over_the_relay_unless_the_operator_allows_them() {
+    // Defect: `{"method": "POST", "path": "/v1/shutdown"}` in any agent
+    // directory stopped the hub.
+    let h = relay_hub(|_| {});
+    let sp = spool(&h);
+    let cases = [
+        ("stop", "POST", "/v1/shutdown", "POST /v1/shutdown"),
+        (
+            "slashes",
+            "post",
+            "//v1/shutdown?delay_sec=0",
+            "POST /v1/shutdown",
+        ),
+        (
+            "cancel",
+            "POST",
+            "/v1/shutdown/cancel",
+            "POST /v1/shutdown/cancel",
+        ),
+        ("network", "POST", "/v1/network", "POST /v1/network"),
+    ];
+    for (stem, method, path, route) in cases {
+        let text = envelope(
+            method,
+            path,
+            Some(json!({"delay_sec": 0, "allow_remote": true})),
+            "x",
+        );
+        drop_request(&sp, "sbx", &format!("{stem}.json"), &text);
+        let r = await_response(&sp, "sbx", stem, LIMIT);
+        assert_eq!(r["status"], 403, "{stem}: {r}");
+        assert_eq!(r["ok"], false);
+        let err = r["error"].as_str().unwrap();
+        assert!(
+            err.starts_with(&format!(
+                "relay: {route} is an admin route and is not relayed"
+            )),
+            "{err}"
+        );
+    }
+    // Reading the shutdown status is fine, and nothing is pending.
+    drop_request(
+        &sp,
+        "sbx",
+        "status.json",
+        &envelope("GET", "/v1/shutdown", None, "y"),
+    );
+    let r = await_response(&sp, "sbx", "status", LIMIT);
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(h.get("/v1/shutdown").result(), &Value::Null);
+    assert_eq!(h.get("/v1/hub-info").status, 200);
+    // An operator who allows them gets them forwarded (here: the hub's own
+    // answer to a cancel with nothing pending).
+    let open = relay_hub(|c| c.relay_allow_admin = true);
+    let sp = spool(&open);
+    drop_request(
+        &sp,
+        "ops",
+        "cancel.json",
+        &envelope("POST", "/v1/shutdown/cancel", None, "z"),
+    );
+    let r = await_response(&sp, "ops", "cancel", LIMIT);
+    assert_eq!(r["status"], 400, "{r}");
+    assert_eq!(r["error"], "no shutdown pending");
+}
