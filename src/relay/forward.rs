@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::json;
 use serde_json::value::{RawValue, to_raw_value};
 
-use super::RelayConfig;
 use super::envelope::{Envelope, Refusal};
+use super::{RelayConfig, Shared};
 use crate::client::{HttpResponse, http_request};
 use crate::error::Error;
 use crate::spool::clamp_long_poll;
@@ -40,13 +40,22 @@ impl Outcome {
 }
 
 /// Forwards `env` and describes the answer.
-pub(super) fn forward(cfg: &RelayConfig, env: &Envelope) -> Outcome {
-    let (path, wait) = clamp_long_poll(&env.path, cfg.max_wait_sec);
+pub(super) fn forward(cfg: &RelayConfig, shared: &Shared, env: &Envelope) -> Outcome {
+    let (mut path, mut wait) = clamp_long_poll(&env.path, cfg.max_wait_sec);
+    // A waiting long-poll holds one of the hub's waiter slots, which every
+    // agent shares: the relay holds at most `max_long_polls` of them. One
+    // more is asked not to wait (an early empty answer is always legal),
+    // so it is answered at once instead of queueing behind the others.
+    let slot = (wait > 0.0).then(|| shared.long_poll_slot(cfg.max_long_polls));
+    if matches!(slot, Some(None)) {
+        (path, wait) = clamp_long_poll(&env.path, 0.0);
+    }
     let timeout = cfg
         .request_timeout
         .max(Duration::from_secs_f64(wait) + Duration::from_secs(10));
     let body = env.body.map(|b| b.get().as_bytes());
     let answer = http_request(&cfg.base_url, env.method, &path, body, &[], timeout);
+    drop(slot);
     let request_id = env.request_id.clone();
     let r = match answer {
         Ok(r) => r,

@@ -35,7 +35,7 @@ impl Job {
             Err(reason) => Outcome::refused(stem.clone(), Refusal::invalid(reason)),
             Ok(bytes) => match envelope::parse(&bytes, &stem, self.cfg.allow_admin) {
                 Err(r) => Outcome::refused(stem.clone(), r),
-                Ok(env) => forward(&self.cfg, &env),
+                Ok(env) => forward(&self.cfg, &self.shared, &env),
             },
         };
         let answer = RelayAnswer {

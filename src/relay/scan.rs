@@ -1,7 +1,8 @@
 //! Finding work in the spool: which agent directories to look at (hot
 //! ones every scan, cold ones in a bounded slice), their oldest request,
-//! and claiming it by renaming `.json` to `.work`. The cost of a scan
-//! grows with active directories, not with every directory ever made.
+//! and claiming it by renaming `.json` to `.work` while fewer than
+//! `max_jobs` requests are in flight. The cost of a scan grows with
+//! active directories, not with every directory ever made.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -269,6 +270,9 @@ pub(super) struct Scanner {
     pub(super) agents: Agents,
     /// `created_at` of request files, read once per (agent, name, mtime).
     pub(super) created: HashMap<(String, String), (SystemTime, String)>,
+    /// Where in this scan's picks claiming starts when not all of them
+    /// can be served (so the same directories are not always first).
+    pub(super) rotor: usize,
     pub(super) last_work: Instant,
     pub(super) next_cleanup: Instant,
 }
@@ -293,6 +297,7 @@ impl Scanner {
             spool,
             agents,
             created: HashMap::new(),
+            rotor: 0,
             last_work: Instant::now(),
             next_cleanup: Instant::now(),
         }
@@ -363,13 +368,28 @@ impl Scanner {
         }
         self.agents.wake(wakes);
         let busy = lock(&self.shared.busy).clone();
-        for name in self.agents.picks(&busy) {
+        let mut picks = self.agents.picks(&busy);
+        let mut in_flight = busy.len();
+        if in_flight + picks.len() > self.cfg.max_jobs && !picks.is_empty() {
+            self.rotor = self.rotor.wrapping_add(1);
+            let by = self.rotor % picks.len();
+            picks.rotate_left(by);
+        }
+        for name in &picks {
+            if in_flight >= self.cfg.max_jobs {
+                // Full: the rest wait, unclaimed. Nudged and hot
+                // directories are looked at again next scan (the end of
+                // each job rings the bell); a cold one with its slice.
+                break;
+            }
             count.probes += 1;
-            let Some((dir, next)) = self.probe(&requests, &name, &mut count) else {
+            let Some((dir, next)) = self.probe(&requests, name, &mut count) else {
                 continue;
             };
-            if !self.claim(&name, dir, &responses, next) {
-                break;
+            match self.claim(name, dir, &responses, next) {
+                Claimed::Started => in_flight += 1,
+                Claimed::Skipped => {}
+                Claimed::Stop => break,
             }
         }
         count
@@ -499,14 +519,14 @@ impl Scanner {
     }
 
     /// Claims `next` by renaming it to `.work` and hands it to a pool
-    /// thread. False if no thread could be started (stop this scan).
+    /// thread.
     pub(super) fn claim(
         &mut self,
         agent: &str,
         dir: Arc<SpoolDir>,
         responses: &Arc<SpoolDir>,
         next: Pending,
-    ) -> bool {
+    ) -> Claimed {
         let safe = safe_agent_id(agent);
         let answers = match responses.open_or_create_subdir(&safe) {
             Ok(d) => {
@@ -516,14 +536,14 @@ impl Scanner {
             Err(e) => {
                 // Not served while its answer could not be written.
                 self.shared.fail(&format!("responses/{safe}"), &e);
-                return true;
+                return Claimed::Skipped;
             }
         };
         let stem = file_stem(&next.name);
         let work = format!("{stem}.work");
         self.created.remove(&(agent.to_string(), next.name.clone()));
         if dir.rename(&next.name, &work).is_err() {
-            return true; // another relay claimed it
+            return Claimed::Skipped; // gone: another relay claimed it
         }
         self.last_work = Instant::now();
         self.agents.heat(agent, self.last_work + HOT_FOR);
@@ -552,10 +572,20 @@ impl Scanner {
             // moment before trying again.
             let _ = dir.rename(&work, &next.name);
             crate::notify::pause(Duration::from_millis(100));
-            return false;
+            return Claimed::Stop;
         }
-        true
+        Claimed::Started
     }
+}
+
+/// What became of one claim.
+pub(super) enum Claimed {
+    /// Renamed and handed to a request thread.
+    Started,
+    /// Not claimed (gone, or its answer has nowhere to go yet).
+    Skipped,
+    /// No thread could be started: stop this scan.
+    Stop,
 }
 
 /// The idle safety-net scan interval when change events are available.

@@ -19,6 +19,10 @@ use crate::support::{TempDir, TestHub, eventually};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// Long enough for many relay scans; used only to give the relay the
+/// chance to do something it must not do.
+const SETTLE: Duration = Duration::from_millis(1200);
+
 /// A JSON text holding `n` numbers (`[0,0,...]`).
 fn numbers(n: usize) -> String {
     format!("[{}0]", "0,".repeat(n - 1))
@@ -327,6 +331,118 @@ fn crlf_in_an_envelope_never_reaches_the_hubs_connection() {
     }
     assert_eq!(messages_from(&h, "smuggled"), 0);
     assert_eq!(h.get("/v1/hub-info").status, 200);
+}
+
+/// The id of the newest message (0 if none).
+fn newest_id(h: &TestHub) -> i64 {
+    h.sql()
+        .query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+}
+
+fn long_poll(agent: &str, since: i64) -> String {
+    let path = format!("/v1/events?agent_id={agent}&since_id={since}&timeout=30");
+    String::from_utf8(envelope("GET", &path, None, "2026-01-01T00:00:00Z")).unwrap()
+}
+
+#[test]
+fn requests_beyond_the_cap_wait_unclaimed_in_their_files() {
+    // Defect: every agent directory got its own request thread, without
+    // an overall cap (2,500 directories: 6,369 threads).
+    let h = TestHub::start();
+    let tmp = TempDir::new("relay-cap");
+    let sp = tmp.path().join("spool");
+    let mut cfg = RelayConfig::new(&h.url, &sp);
+    cfg.max_jobs = 2;
+    cfg.max_long_polls = 2;
+    cfg.max_wait_sec = 30.0;
+    let relay = RelayHandle::start(cfg).unwrap();
+    let since = newest_id(&h);
+    let a = plant(&sp, "a", "wait", &long_poll("a", since));
+    let b = plant(&sp, "b", "wait", &long_poll("b", since));
+    eventually(LIMIT, "both long-polls parked", || {
+        (h.hub().state().parked_count() == 2).then_some(())
+    });
+    // Both slots are taken: a third agent's request is not even claimed.
+    let c_req = drop_request(
+        &sp,
+        "c",
+        "quick.json",
+        &envelope("GET", "/v1/hub-info", None, "2026-01-01T00:00:00Z"),
+    );
+    std::thread::sleep(SETTLE);
+    assert!(c_req.exists(), "claimed while both slots were taken");
+    assert!(!sp.join("requests/c/quick.work").exists());
+    assert!(!a.exists() && !b.exists());
+    // A message ends both long-polls; then the third is served.
+    h.say("someone", "general", "wake up");
+    let r = await_response(&sp, "c", "quick", LIMIT);
+    assert_eq!(r["status"], 200, "{r}");
+    for agent in ["a", "b"] {
+        let r = await_response(&sp, agent, "wait", LIMIT);
+        assert_eq!(r["body"]["result"][0]["body"], "wake up", "{r}");
+    }
+    relay.stop();
+}
+
+#[test]
+fn relayed_long_polls_beyond_their_share_are_answered_at_once() {
+    // Defect: 2,500 agent directories each relayed a long-poll and took
+    // every one of the hub's 2,048 waiter slots; everyone else got 503.
+    // Now relayed long-polls hold at most a quarter of them (here 2 of 8)
+    // and the rest are answered without waiting.
+    let h = relay_hub(|c| {
+        c.max_waiters = 8;
+        c.relay_max_wait_sec = 30.0;
+    });
+    let sp = spool(&h);
+    let since = newest_id(&h);
+    for i in 0..10 {
+        plant(
+            &sp,
+            &format!("fan{i}"),
+            "wait",
+            &long_poll(&format!("fan{i}"), since),
+        );
+    }
+    let answered = |sp: &Path| -> Vec<Value> {
+        (0..10)
+            .filter_map(|i| {
+                let p = sp.join(format!("responses/fan{i}/wait.json"));
+                serde_json::from_slice(&std::fs::read(p).ok()?).ok()
+            })
+            .collect()
+    };
+    let early = eventually(LIMIT, "8 long-polls answered at once", || {
+        assert!(
+            h.hub().state().parked_count() <= 2,
+            "more than the relay's share parked"
+        );
+        let a = answered(&sp);
+        (a.len() >= 8).then_some(a)
+    });
+    for r in &early {
+        assert_eq!(r["status"], 200, "{r}");
+        assert_eq!(r["body"]["result"], json!([]), "{r}");
+    }
+    eventually(LIMIT, "the relay's share parked", || {
+        (h.hub().state().parked_count() == 2).then_some(())
+    });
+    // Everyone else still gets a waiter slot.
+    let legit = h.get("/v1/events?agent_id=legit&since_id=999999&timeout=0.5");
+    assert_eq!(legit.status, 200, "{legit}");
+    h.say("someone", "general", "wake up");
+    let all = eventually(LIMIT, "all answered", || {
+        let a = answered(&sp);
+        (a.len() == 10).then_some(a)
+    });
+    let woken = all
+        .iter()
+        .filter(|r| r["body"]["result"][0]["body"] == "wake up")
+        .count();
+    assert_eq!(woken, 2, "{all:?}");
 }
 
 #[cfg(unix)]
