@@ -25,6 +25,7 @@ Files: `scan.rs` (finding and claiming request files), `job.rs` (serving
 one request and writing its answer, and retention).
 */
 
+mod backlog;
 mod envelope;
 mod forward;
 mod job;
@@ -106,6 +107,8 @@ pub struct RelayStats {
     pub agents: usize,
     /// Of those, how many are looked at every scan (recent activity).
     pub hot: usize,
+    /// Pending requests held from listings, waiting to be claimed.
+    pub backlog: usize,
     /// The first refusal lines logged (at most [`MAX_REFUSAL_LINES`]).
     pub refused: Vec<String>,
 }

@@ -445,6 +445,67 @@ fn relayed_long_polls_beyond_their_share_are_answered_at_once() {
     assert_eq!(woken, 2, "{all:?}");
 }
 
+#[test]
+fn a_directory_holding_many_requests_is_listed_once_per_batch() {
+    // Defect: every claim listed the agent's directory again, so 20,000
+    // queued files were served at 20 a second on a whole core.
+    const ORDERED: usize = 400;
+    const JUNK: usize = 1500;
+    let h = relay_hub(|c| {
+        let req = c.spool_dir.join("requests");
+        // Names run against the creation order: the relay must follow
+        // `created_at`.
+        let bulk = req.join("bulk");
+        std::fs::create_dir_all(&bulk).unwrap();
+        for i in 0..ORDERED {
+            let created = format!("2026-01-01T00:{:02}:{:02}Z", i / 60, i % 60);
+            let body =
+                json!({"from_agent": "bulk", "channel": "general", "body": format!("m{i:04}")});
+            let name = format!("{:04}.json", ORDERED - i);
+            std::fs::write(
+                bulk.join(name),
+                envelope("POST", "/v1/messages", Some(body), &created),
+            )
+            .unwrap();
+        }
+        let junk = req.join("junk");
+        std::fs::create_dir_all(&junk).unwrap();
+        for i in 0..JUNK {
+            std::fs::write(junk.join(format!("{i:05}.json")), br#"{"x": 1}"#).unwrap();
+        }
+    });
+    let sp = spool(&h);
+    let count = |dir: &str| {
+        std::fs::read_dir(sp.join("responses").join(dir))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let mut held_most = 0;
+    eventually(Duration::from_secs(120), "every request answered", || {
+        held_most = held_most.max(h.hub().relay_stats().unwrap().backlog);
+        (count("bulk") == ORDERED && count("junk") == JUNK).then_some(())
+    });
+    let stats = h.hub().relay_stats().unwrap();
+    assert!(
+        stats.listings < 100,
+        "{} directory listings for {} requests",
+        stats.listings,
+        ORDERED + JUNK
+    );
+    assert!(held_most <= 2 * 512, "{held_most} requests held at once");
+    // In `created_at` order, not name order.
+    let bodies: Vec<String> = h
+        .sql()
+        .prepare("SELECT body FROM messages WHERE from_agent = 'bulk' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let want: Vec<String> = (0..ORDERED).map(|i| format!("m{i:04}")).collect();
+    assert_eq!(bodies, want);
+}
+
 #[cfg(unix)]
 #[test]
 fn hard_linked_request_files_are_refused_not_read() {
