@@ -61,6 +61,10 @@ pub struct HubConfig {
     pub relay_max_wait_sec: f64,
     /// Relay `.work` and response files older than this are deleted.
     pub relay_retention: Duration,
+    /// The relay forwards the admin routes (shutdown, network) too; off
+    /// by default (docs/SECURITY.md, "A spool writer cannot reach outside
+    /// the spool").
+    pub relay_allow_admin: bool,
 }
 
 impl Default for HubConfig {
@@ -92,6 +96,7 @@ impl Default for HubConfig {
             relay_poll: Duration::from_millis(10),
             relay_max_wait_sec: 20.0,
             relay_retention: Duration::from_secs(3600),
+            relay_allow_admin: false,
         }
     }
 }

@@ -327,6 +327,9 @@ fn spawn_background(cfg: &HubConfig, log: &Path) -> std::io::Result<Child> {
     if !cfg.relay {
         cmd.arg("--no-relay");
     }
+    if cfg.relay_allow_admin {
+        cmd.arg("--relay-allow-admin");
+    }
     let err = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -1,6 +1,6 @@
 /*!
 Path logic: absolute storage paths, the pidfile next to the database, and
-pidfile discovery (spec §11.3). Nothing here opens a database or a socket.
+pidfile discovery (docs/PROTOCOL.md, "Pidfile"). Nothing here opens a database or a socket.
 */
 
 use std::path::{Component, Path, PathBuf};

@@ -45,6 +45,7 @@ flags! {
     "relay-max-wait-sec" Some("S"), HUB => "clamp for relayed long-polls";
     "relay-retention-sec" Some("S"), HUB => "keep relay .work and response files this long";
     "no-relay" None, HUB => "do not run the built-in file relay";
+    "relay-allow-admin" None, &["*", "ensure", "relay"] => "let spool writers reach the admin routes (shutdown, network)";
     "timeout" Some("SECONDS"), &["ensure", "poll"] => "how long to wait (readiness, or the long-poll)";
     "force" None, &["reset"] => "delete the database even while a process holds it open";
     "agent" Some("ID"), AGENT => "agent id";

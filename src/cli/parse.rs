@@ -173,6 +173,7 @@ fn hub_config(raw: &Raw) -> Result<HubConfig> {
         max_waiters_per_agent: size("max-waiters-per-agent", d.max_waiters_per_agent, 1)?,
         max_connections: size("max-connections", d.max_connections, 1)?,
         relay: d.relay && !raw.switch("no-relay"),
+        relay_allow_admin: raw.switch("relay-allow-admin"),
         relay_max_wait_sec: raw
             .seconds("relay-max-wait-sec")?
             .unwrap_or(d.relay_max_wait_sec),
@@ -204,6 +205,7 @@ fn relay(raw: &Raw) -> Result<crate::relay::RelayConfig> {
     if let Some(s) = raw.seconds("retention-sec")? {
         cfg.retention = Duration::from_secs_f64(s);
     }
+    cfg.allow_admin = raw.switch("relay-allow-admin");
     Ok(cfg)
 }
 
@@ -300,6 +302,30 @@ mod tests {
             }
         }
         assert!(p(&["ensure", "--timeout", "315360000"]).is_ok());
+    }
+
+    #[test]
+    fn admin_routes_over_the_relay_are_opt_in() {
+        match p(&["serve"]).unwrap() {
+            Command::Serve(c) => assert!(!c.relay_allow_admin),
+            other => panic!("{other:?}"),
+        }
+        match p(&["ensure", "--relay-allow-admin"]).unwrap() {
+            Command::Ensure(e) => assert!(e.hub.relay_allow_admin),
+            other => panic!("{other:?}"),
+        }
+        match p(&["relay", "--relay-allow-admin"]).unwrap() {
+            Command::Relay(cfg) => assert!(cfg.allow_admin),
+            other => panic!("{other:?}"),
+        }
+        match p(&["relay"]).unwrap() {
+            Command::Relay(cfg) => assert!(!cfg.allow_admin),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            p(&["post", "--agent", "a", "--relay-allow-admin", "x"]),
+            Err(Error::Usage(_))
+        ));
     }
 
     #[test]

@@ -112,7 +112,10 @@ fn process(
 /// Splits a request target into path and query (absolute-form tolerated).
 fn split_target(url: &str) -> (&str, &str) {
     let url = url.split('#').next().unwrap_or("");
-    let url = match url.find("://") {
+    // Only a target that does not start with `/` can be absolute-form; a
+    // `://` later on (in the query, say) is data.
+    let absolute = if url.starts_with('/') { None } else { url.find("://") };
+    let url = match absolute {
         Some(i) => url[i + 3..]
             .find('/')
             .map(|j| &url[i + 3 + j..])
@@ -178,6 +181,11 @@ mod tests {
             ("/v1/x", "a=1")
         );
         assert_eq!(split_target("http://h"), ("/", ""));
+        // A `://` in the query never makes the target absolute-form.
+        assert_eq!(
+            split_target("/v1/messages?x=a://b/v1/shutdown"),
+            ("/v1/messages", "x=a://b/v1/shutdown")
+        );
     }
 
     #[test]

@@ -1,19 +1,17 @@
-//! Serving one claimed request: reading and checking its envelope,
-//! forwarding it to the hub, writing the answer atomically; and retention
-//! of old `.work` and response files.
+//! Serving one claimed request: reading it, having it checked
+//! ([`super::envelope`]) and forwarded ([`super::forward`]), and writing
+//! the answer atomically; and retention of old `.work` and response
+//! files.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Value, json};
-
+use super::envelope::{self, Refusal};
+use super::forward::{Outcome, forward};
 use super::scan::{Spool, file_stem, has_ext};
 use super::{RelayConfig, Shared};
-use crate::client::http_request;
-use crate::error::Error;
-use crate::spool::clamp_long_poll;
 use crate::sys::dir::{Kind, SpoolDir, is_refusal};
-use crate::wire::{RelayRequest, RelayResponse};
+use crate::wire::RelayAnswer;
 
 /// One claimed request, served on a pool thread.
 pub(super) struct Job {
@@ -32,23 +30,25 @@ pub(super) struct Job {
 impl Job {
     /// Serves the claimed request file and writes its response.
     pub(super) fn run(&self) {
-        let request_id = file_stem(&self.work);
-        let envelope = self
-            .read()
-            .and_then(|bytes| parse_envelope(&bytes, &request_id, &self.agent));
-        let response = match envelope {
-            Err(reason) => RelayResponse {
-                request_id: request_id.clone(),
-                ok: false,
-                status: 400,
-                body: None,
-                completed_at: crate::time::now(),
-                error: Some(format!("invalid relay request: {reason}")),
+        let stem = file_stem(&self.work);
+        let outcome = match self.read() {
+            Err(reason) => Outcome::refused(stem.clone(), Refusal::invalid(reason)),
+            Ok(bytes) => match envelope::parse(&bytes, &stem, self.cfg.allow_admin) {
+                Err(r) => Outcome::refused(stem.clone(), r),
+                Ok(env) => forward(&self.cfg, &self.shared, &env),
             },
-            Ok(req) => forward(&self.cfg, &req),
         };
-        let text = crate::wire::to_python_json(&response, true);
-        let name = format!("{request_id}.json");
+        let answer = RelayAnswer {
+            request_id: &outcome.request_id,
+            ok: outcome.ok,
+            status: outcome.status,
+            body: outcome.body.as_deref(),
+            completed_at: crate::time::now(),
+            error: outcome.error.clone(),
+        };
+        let text = crate::wire::to_python_json(&answer, true);
+        drop(outcome);
+        let name = format!("{stem}.json");
         // The answer goes only where the agent's response directory still
         // is: it may have been moved while the request was served.
         if !self.answers.is_at(&self.responses, &self.safe) {
@@ -77,103 +77,6 @@ impl Job {
             }
             e.to_string()
         })
-    }
-}
-
-/// Validates a request envelope (spec §10.3 step 3).
-pub(super) fn parse_envelope(
-    bytes: &[u8],
-    stem: &str,
-    agent_dir: &str,
-) -> std::result::Result<RelayRequest, String> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    let Value::Object(env) = v else {
-        return Err("request envelope must be a JSON object".into());
-    };
-    let text = |k: &str| -> Option<String> {
-        env.get(k)
-            .and_then(crate::input::scalar_string)
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-    };
-    let request_id = text("request_id").unwrap_or_else(|| stem.to_string());
-    let agent_id = text("agent_id").unwrap_or_else(|| agent_dir.to_string());
-    let method = text("method")
-        .map(|m| m.to_uppercase())
-        .ok_or("request envelope missing method")?;
-    let path = env
-        .get("path")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    if !path.starts_with('/') {
-        return Err("request path must start with '/'".into());
-    }
-    // A stream never ends, so it would hold this agent's queue forever.
-    if path.split('?').next() == Some("/v1/stream") {
-        return Err("event streams cannot be relayed; long-poll /v1/events instead".into());
-    }
-    let body = match env.get("body") {
-        None | Some(Value::Null) => None,
-        Some(b @ Value::Object(_)) => Some(b.clone()),
-        Some(_) => return Err("request body must be a JSON object when provided".into()),
-    };
-    Ok(RelayRequest {
-        request_id,
-        agent_id,
-        method,
-        path,
-        body,
-        created_at: text("created_at").unwrap_or_default(),
-    })
-}
-
-pub(super) fn forward(cfg: &RelayConfig, req: &RelayRequest) -> RelayResponse {
-    let (path, wait) = clamp_long_poll(&req.path, cfg.max_wait_sec);
-    let timeout = cfg
-        .request_timeout
-        .max(Duration::from_secs_f64(wait) + Duration::from_secs(10));
-    let body_bytes = req.body.as_ref().map(|b| b.to_string().into_bytes());
-    let (status, body) = match http_request(
-        &cfg.base_url,
-        &req.method,
-        &path,
-        body_bytes.as_deref(),
-        &[],
-        timeout,
-    ) {
-        Ok(r) => {
-            let text = r.text();
-            let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
-            (r.status, body)
-        }
-        Err(e @ Error::Transport(_)) => (599, json!({"ok": false, "error": e.detail()})),
-        Err(e) => (
-            599,
-            json!({"ok": false, "error": format!("connection error: {e}")}),
-        ),
-    };
-    let (ok, error) = match &body {
-        Value::Object(m) => (
-            m.get("ok").is_some_and(|v| v.as_bool().unwrap_or(false)),
-            m.get("error").and_then(Value::as_str).map(str::to_string),
-        ),
-        _ if (200..300).contains(&status) => (true, None),
-        other => (
-            false,
-            Some(match other {
-                Value::String(s) => s.clone(),
-                v => v.to_string(),
-            }),
-        ),
-    };
-    RelayResponse {
-        request_id: req.request_id.clone(),
-        ok,
-        status,
-        body: Some(body),
-        completed_at: crate::time::now(),
-        error: error.filter(|e| !e.is_empty()),
     }
 }
 

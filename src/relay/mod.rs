@@ -25,11 +25,15 @@ Files: `scan.rs` (finding and claiming request files), `job.rs` (serving
 one request and writing its answer, and retention).
 */
 
+mod backlog;
+mod envelope;
+mod forward;
 mod job;
 mod scan;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,7 +60,18 @@ pub struct RelayConfig {
     pub max_request_bytes: u64,
     /// The spool as the operator named it (for log lines).
     pub display_spool: String,
+    /// At most this many requests are served at once; the rest wait in
+    /// their files, unclaimed, until a slot is free.
+    pub max_jobs: usize,
+    /// At most this many relayed long-polls wait at the hub at once; one
+    /// more is forwarded with `timeout=0` (answered at once).
+    pub max_long_polls: usize,
+    /// Forward the admin routes (shutdown, network) too.
+    pub allow_admin: bool,
 }
+
+/// Requests served at once by one relay, unless configured otherwise.
+pub const MAX_JOBS: usize = 64;
 
 impl RelayConfig {
     pub fn new(base_url: &str, spool: &Path) -> RelayConfig {
@@ -69,6 +84,11 @@ impl RelayConfig {
             retention: Duration::from_secs(3600),
             max_request_bytes: 8_385_536 + 65_536,
             display_spool: spool.display().to_string(),
+            max_jobs: MAX_JOBS,
+            // A quarter of the slots always stays free for requests that
+            // do not wait.
+            max_long_polls: MAX_JOBS - MAX_JOBS / 4,
+            allow_admin: false,
         }
     }
 }
@@ -87,6 +107,8 @@ pub struct RelayStats {
     pub agents: usize,
     /// Of those, how many are looked at every scan (recent activity).
     pub hot: usize,
+    /// Pending requests held from listings, waiting to be claimed.
+    pub backlog: usize,
     /// The first refusal lines logged (at most [`MAX_REFUSAL_LINES`]).
     pub refused: Vec<String>,
 }
@@ -117,6 +139,10 @@ impl RelayHandle {
         cfg.max_wait_sec = c.relay_max_wait_sec;
         cfg.retention = c.relay_retention;
         cfg.max_request_bytes = c.request_cap() as u64 + 65_536;
+        // Relayed long-polls may take a quarter of the hub's waiter slots,
+        // so spool writers alone can never use them all up.
+        cfg.max_long_polls = cfg.max_long_polls.min(c.max_waiters / 4);
+        cfg.allow_admin = c.relay_allow_admin;
         RelayHandle::start(cfg)
     }
 
@@ -207,8 +233,11 @@ impl Drop for RelayHandle {
 /// What the scanner, the watcher and the request jobs share.
 struct Shared {
     bell: Arc<Alarm>,
-    /// Agent directories with a request in flight.
+    /// Agent directories with a request in flight (one each at most, so
+    /// also the number of requests in flight).
     busy: Mutex<HashSet<String>>,
+    /// Relayed long-polls waiting at the hub.
+    long_polls: AtomicUsize,
     /// Where the next scan should look first.
     wakes: Mutex<Wakes>,
     /// Entries already reported as refused, so each is logged once.
@@ -241,10 +270,21 @@ impl Shared {
         Shared {
             bell: Alarm::new(),
             busy: Mutex::default(),
+            long_polls: AtomicUsize::new(0),
             wakes: Mutex::default(),
             refused: Mutex::default(),
             stats: Mutex::default(),
         }
+    }
+
+    /// A long-poll slot, if fewer than `max` are taken.
+    fn long_poll_slot(&self, max: usize) -> Option<LongPollSlot<'_>> {
+        self.long_polls
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| LongPollSlot(&self.long_polls))
     }
 
     /// Logs `relay: refusing <rel>: <reason>` the first time `rel` is
@@ -319,6 +359,15 @@ impl Shared {
             r.seen.remove(&k);
             r.full = false;
         }
+    }
+}
+
+/// A relayed long-poll's slot, given back on drop.
+struct LongPollSlot<'a>(&'a AtomicUsize);
+
+impl Drop for LongPollSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

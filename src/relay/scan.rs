@@ -1,15 +1,16 @@
 //! Finding work in the spool: which agent directories to look at (hot
-//! ones every scan, cold ones in a bounded slice), their oldest request,
-//! and claiming it by renaming `.json` to `.work`. The cost of a scan
-//! grows with active directories, not with every directory ever made.
+//! ones every scan, cold ones in a bounded slice), their oldest request
+//! (from a [`Backlogs`] batch), and claiming it by renaming `.json` to
+//! `.work` while fewer than `max_jobs` requests are in flight. The cost
+//! of a scan grows with active directories, not with every directory ever
+//! made, and the cost of a claim does not grow with the requests waiting.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::Value;
-
+use super::backlog::{Backlogs, MAX_LISTED, Pending};
 use super::job::{Job, cleanup};
 use super::{Done, RelayConfig, Shared, Wakes};
 use crate::error::Result;
@@ -107,13 +108,6 @@ pub(super) fn watch_loop(ev: &crate::sys::DirEvents, stop: &Latch, shared: &Shar
         }
         shared.bell.ring();
     }
-}
-
-/// A claimable request file.
-pub(super) struct Pending {
-    pub(super) name: String,
-    pub(super) created_at: String,
-    pub(super) mtime: SystemTime,
 }
 
 /// What the scanner knows about one agent directory.
@@ -271,6 +265,10 @@ pub(super) struct Scanner {
     pub(super) agents: Agents,
     /// `created_at` of request files, read once per (agent, name, mtime).
     pub(super) created: HashMap<(String, String), (SystemTime, String)>,
+    pub(super) backlogs: Backlogs,
+    /// Where in this scan's picks claiming starts when not all of them
+    /// can be served (so the same directories are not always first).
+    pub(super) rotor: usize,
     pub(super) last_work: Instant,
     pub(super) next_cleanup: Instant,
 }
@@ -295,6 +293,8 @@ impl Scanner {
             spool,
             agents,
             created: HashMap::new(),
+            backlogs: Backlogs::default(),
+            rotor: 0,
             last_work: Instant::now(),
             next_cleanup: Instant::now(),
         }
@@ -316,6 +316,7 @@ impl Scanner {
                 s.probes += count.probes;
                 s.agents = self.agents.order.len();
                 s.hot = self.agents.hot.len();
+                s.backlog = self.backlogs.held();
             }
             // Scan at full speed while requests flow. After a quiet spell,
             // relax: with change events, new files ring the bell at once
@@ -340,6 +341,7 @@ impl Scanner {
         let mut count = ScanCount::default();
         if self.spool.refresh(&self.shared) {
             self.agents = Agents::default();
+            self.backlogs = Backlogs::default();
             if let (Some(ev), Some(req)) = (&self.events, &self.spool.requests) {
                 self.agents.requests_watch = ev.watch(req);
             }
@@ -365,13 +367,28 @@ impl Scanner {
         }
         self.agents.wake(wakes);
         let busy = lock(&self.shared.busy).clone();
-        for name in self.agents.picks(&busy) {
+        let mut picks = self.agents.picks(&busy);
+        let mut in_flight = busy.len();
+        if in_flight + picks.len() > self.cfg.max_jobs && !picks.is_empty() {
+            self.rotor = self.rotor.wrapping_add(1);
+            let by = self.rotor % picks.len();
+            picks.rotate_left(by);
+        }
+        for name in &picks {
+            if in_flight >= self.cfg.max_jobs {
+                // Full: the rest wait, unclaimed. Nudged and hot
+                // directories are looked at again next scan (the end of
+                // each job rings the bell); a cold one with its slice.
+                break;
+            }
             count.probes += 1;
-            let Some((dir, next)) = self.probe(&requests, &name, &mut count) else {
+            let Some((dir, next, mtime)) = self.probe(&requests, name, &mut count) else {
                 continue;
             };
-            if !self.claim(&name, dir, &responses, next) {
-                break;
+            match self.claim(name, dir, &responses, next, mtime) {
+                Claimed::Started => in_flight += 1,
+                Claimed::Skipped => {}
+                Claimed::Stop => break,
             }
         }
         count
@@ -396,21 +413,26 @@ impl Scanner {
         }
         self.shared.forget_missing("requests", &names, None);
         self.agents.update(dirs, mtime);
+        let agents = &self.agents.info;
+        self.backlogs.retain(|n| agents.contains_key(n));
     }
 
     /// Looks at one agent directory: one `stat`, plus a listing if it
-    /// changed. Returns its oldest claimable request.
+    /// changed and its backlog is not current. Returns its oldest
+    /// claimable request, taken out of the backlog, and the directory's
+    /// modification time.
     pub(super) fn probe(
         &mut self,
         requests: &SpoolDir,
         name: &str,
         count: &mut ScanCount,
-    ) -> Option<(Arc<SpoolDir>, Pending)> {
+    ) -> Option<(Arc<SpoolDir>, Pending, SystemTime)> {
         let nudged = self.agents.nudged.remove(name);
         let entry = requests.stat(name).ok()?;
         if entry.kind != Kind::Dir {
             self.shared
                 .refuse(&format!("requests/{name}"), entry.kind.refusal());
+            self.backlogs.forget(name);
             return None;
         }
         let now = Instant::now();
@@ -418,8 +440,10 @@ impl Scanner {
             self.agents.heat(name, now + left);
         }
         let info = self.agents.info.get(name)?;
+        let current = self.backlogs.current(name, entry.mtime);
         if let Some((m, at)) = info.quiet {
-            if !nudged && m == entry.mtime && (settled(m) || at.elapsed() < RECHECK) {
+            let unchanged = m == entry.mtime && (settled(m) || at.elapsed() < RECHECK);
+            if !current && !nudged && unchanged {
                 return None;
             }
         }
@@ -430,16 +454,22 @@ impl Scanner {
             }
             Err(e) => {
                 self.shared.fail(&format!("requests/{name}"), &e);
+                self.backlogs.forget(name);
                 return None;
             }
         };
-        count.listings += 1;
-        self.watch(name, &dir);
-        let first = self.oldest(name, &dir);
-        if let Some(info) = self.agents.info.get_mut(name) {
-            info.quiet = first.is_none().then_some((entry.mtime, now));
+        if !current {
+            count.listings += 1;
+            self.watch(name, &dir);
+            let pending = self.pending(name, &dir);
+            self.backlogs.fill(name, pending, entry.mtime);
+            let quiet = self.backlogs.is_empty(name).then_some((entry.mtime, now));
+            if let Some(info) = self.agents.info.get_mut(name) {
+                info.quiet = quiet;
+            }
         }
-        first.map(|p| (dir, p))
+        let next = self.backlogs.take(name)?;
+        Some((dir, next, entry.mtime))
     }
 
     /// Adds a change watch on an agent directory if it has none yet.
@@ -460,15 +490,19 @@ impl Scanner {
         }
     }
 
-    /// The oldest pending request of one agent (by the envelope's
-    /// `created_at`, then modification time, then name). Entries named
-    /// `*.json` that are not regular files are refused.
-    pub(super) fn oldest(&mut self, agent: &str, dir: &SpoolDir) -> Option<Pending> {
-        let files = dir.list(&|n| has_ext(n, "json")).ok()?;
+    /// Up to [`MAX_LISTED`] pending requests of one agent, with their
+    /// `created_at`. Entries named `*.json` that are not regular files
+    /// are refused.
+    pub(super) fn pending(&mut self, agent: &str, dir: &SpoolDir) -> Vec<Pending> {
+        let Ok((files, more)) = dir.list_at_most(&|n| has_ext(n, "json"), MAX_LISTED) else {
+            return Vec::new();
+        };
         let rel = format!("requests/{agent}");
-        let names: HashSet<String> = files.iter().map(|e| e.name.clone()).collect();
-        self.shared.forget_missing(&rel, &names, Some("json"));
-        let mut best: Option<Pending> = None;
+        if !more {
+            let names: HashSet<String> = files.iter().map(|e| e.name.clone()).collect();
+            self.shared.forget_missing(&rel, &names, Some("json"));
+        }
+        let mut out = Vec::with_capacity(files.len());
         for f in files {
             if f.kind != Kind::File {
                 self.shared
@@ -485,30 +519,26 @@ impl Scanner {
                     c
                 }
             };
-            let p = Pending {
+            out.push(Pending {
                 name: f.name,
                 created_at,
                 mtime: f.mtime,
-            };
-            let earlier = best.as_ref().is_none_or(|b| {
-                (&p.created_at, p.mtime, &p.name) < (&b.created_at, b.mtime, &b.name)
             });
-            if earlier {
-                best = Some(p);
-            }
         }
-        best
+        out
     }
 
     /// Claims `next` by renaming it to `.work` and hands it to a pool
-    /// thread. False if no thread could be started (stop this scan).
+    /// thread. `mtime` is the agent directory's modification time seen
+    /// just before.
     pub(super) fn claim(
         &mut self,
         agent: &str,
         dir: Arc<SpoolDir>,
         responses: &Arc<SpoolDir>,
         next: Pending,
-    ) -> bool {
+        mtime: SystemTime,
+    ) -> Claimed {
         let safe = safe_agent_id(agent);
         let answers = match responses.open_or_create_subdir(&safe) {
             Ok(d) => {
@@ -518,15 +548,17 @@ impl Scanner {
             Err(e) => {
                 // Not served while its answer could not be written.
                 self.shared.fail(&format!("responses/{safe}"), &e);
-                return true;
+                self.backlogs.put_back(agent, next);
+                return Claimed::Skipped;
             }
         };
         let stem = file_stem(&next.name);
         let work = format!("{stem}.work");
         self.created.remove(&(agent.to_string(), next.name.clone()));
         if dir.rename(&next.name, &work).is_err() {
-            return true; // another relay claimed it
+            return Claimed::Skipped; // gone: another relay claimed it
         }
+        self.backlogs.claimed(agent, mtime, dir.mtime().ok());
         self.last_work = Instant::now();
         self.agents.heat(agent, self.last_work + HOT_FOR);
         lock(&self.shared.busy).insert(agent.to_string());
@@ -553,11 +585,22 @@ impl Scanner {
             // the busy mark, was dropped unrun), and give the system a
             // moment before trying again.
             let _ = dir.rename(&work, &next.name);
+            self.backlogs.put_back(agent, next);
             crate::notify::pause(Duration::from_millis(100));
-            return false;
+            return Claimed::Stop;
         }
-        true
+        Claimed::Started
     }
+}
+
+/// What became of one claim.
+pub(super) enum Claimed {
+    /// Renamed and handed to a request thread.
+    Started,
+    /// Not claimed (gone, or its answer has nowhere to go yet).
+    Skipped,
+    /// No thread could be started: stop this scan.
+    Stop,
 }
 
 /// The idle safety-net scan interval when change events are available.
@@ -614,15 +657,14 @@ pub(super) fn file_stem(name: &str) -> String {
 }
 
 /// The envelope's `created_at`, read from a regular file of at most one
-/// MiB (a bigger file is refused when processed anyway).
+/// MiB (a bigger file is refused when processed anyway). Nothing else in
+/// the file is parsed into values.
 pub(super) fn read_created_at(dir: &SpoolDir, name: &str) -> String {
     dir.read_regular(name, 1 << 20)
         .ok()
-        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-        .and_then(|v| {
-            v.get("created_at")
-                .and_then(Value::as_str)
-                .map(str::to_string)
+        .and_then(|bytes| {
+            let key: crate::wire::RelayOrderKey = serde_json::from_slice(&bytes).ok()?;
+            serde_json::from_str::<String>(key.created_at?.get()).ok()
         })
         .unwrap_or_default()
 }

@@ -85,6 +85,17 @@ fn check_name(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The error for a file that has other names besides its spool one: it
+/// may be a hard link to a file outside the spool. (Unix only: see the
+/// Windows `read_regular`.)
+#[cfg(unix)]
+fn linked(links: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("has {links} hard links (a spool file must have exactly one)"),
+    )
+}
+
 /// The error for a file bigger than a read allows.
 fn too_large(max: u64) -> io::Error {
     io::Error::new(
@@ -111,6 +122,13 @@ fn temp_name(name: &str) -> String {
 }
 
 impl SpoolDir {
+    /// Every entry of this directory whose name passes `want` (see
+    /// `list_at_most`).
+    pub fn list(&self, want: &dyn Fn(&str) -> bool) -> io::Result<Vec<Entry>> {
+        self.list_at_most(want, usize::MAX)
+            .map(|(entries, _)| entries)
+    }
+
     /// Opens `name`, creating it first if it is missing. An existing entry
     /// that is not a real directory is refused, never replaced.
     pub fn open_or_create_subdir(&self, name: &str) -> io::Result<SpoolDir> {
@@ -164,7 +182,7 @@ mod imp {
     use std::path::Path;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    use super::{Entry, Kind, check_name, read_bounded, refused, too_large};
+    use super::{Entry, Kind, check_name, linked, read_bounded, refused, too_large};
 
     /// A verified directory: an open descriptor plus its device and inode.
     #[derive(Debug)]
@@ -322,9 +340,15 @@ mod imp {
         }
 
         /// The entries of this directory (without `.` and `..`) whose
-        /// names pass `want`, each `lstat`ed. Names that are not UTF-8 and
-        /// entries that vanish while listing are left out.
-        pub fn list(&self, want: &dyn Fn(&str) -> bool) -> io::Result<Vec<Entry>> {
+        /// names pass `want`, each `lstat`ed, at most `max` of them (in
+        /// the order the directory gives; true if more were left out).
+        /// Names that are not UTF-8 and entries that vanish while listing
+        /// are left out.
+        pub fn list_at_most(
+            &self,
+            want: &dyn Fn(&str) -> bool,
+            max: usize,
+        ) -> io::Result<(Vec<Entry>, bool)> {
             // A fresh descriptor, so the stream has its own offset.
             let fd = open_at(self.raw(), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
             // SAFETY: a valid descriptor; on success the stream owns it.
@@ -348,11 +372,14 @@ mod imp {
                 if name == "." || name == ".." || !want(name) {
                     continue;
                 }
+                if out.len() == max {
+                    return Ok((out, true));
+                }
                 if let Ok(st) = lstat_at(self.raw(), cname) {
                     out.push(entry_of(name, &st));
                 }
             }
-            Ok(out)
+            Ok((out, false))
         }
 
         /// The entry `name`, not following a symlink.
@@ -383,8 +410,10 @@ mod imp {
         /// Reads the regular file `name`, at most `max` bytes. The file is
         /// opened without following a symlink and without blocking (a
         /// FIFO or device opens at once), and refused unless the opened
-        /// descriptor shows a regular file. A file larger than `max` fails
-        /// with [`io::ErrorKind::FileTooLarge`] before anything is read.
+        /// descriptor shows a regular file with no other hard link (one
+        /// could be a file outside the spool). A file larger than `max`
+        /// fails with [`io::ErrorKind::FileTooLarge`] before anything is
+        /// read.
         pub fn read_regular(&self, name: &str, max: u64) -> io::Result<Vec<u8>> {
             let c = c_name(name)?;
             let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
@@ -393,6 +422,9 @@ mod imp {
             let meta = file.metadata()?;
             if !meta.is_file() {
                 return Err(refused(kind_of(meta.mode() as libc::mode_t)));
+            }
+            if meta.nlink() != 1 {
+                return Err(linked(meta.nlink()));
             }
             if meta.len() > max {
                 return Err(too_large(max));
@@ -562,8 +594,13 @@ mod imp {
         }
 
         /// The entries of this directory whose names pass `want`, seen
-        /// without following links.
-        pub fn list(&self, want: &dyn Fn(&str) -> bool) -> io::Result<Vec<Entry>> {
+        /// without following links, at most `max` of them (true if more
+        /// were left out).
+        pub fn list_at_most(
+            &self,
+            want: &dyn Fn(&str) -> bool,
+            max: usize,
+        ) -> io::Result<(Vec<Entry>, bool)> {
             self.verify()?;
             let mut out = Vec::new();
             for e in std::fs::read_dir(&self.path)?.flatten() {
@@ -572,11 +609,14 @@ mod imp {
                 if !want(name) {
                     continue;
                 }
+                if out.len() == max {
+                    return Ok((out, true));
+                }
                 if let Ok(m) = std::fs::symlink_metadata(e.path()) {
                     out.push(entry_of(name, &m));
                 }
             }
-            Ok(out)
+            Ok((out, false))
         }
 
         /// The entry `name`, not following a link.
@@ -605,6 +645,9 @@ mod imp {
 
         /// Reads the regular file `name`, at most `max` bytes, refusing
         /// links and anything the opened handle does not show as a file.
+        /// Unlike on Unix, hard links are not detected here (the link
+        /// count needs `GetFileInformationByHandle`, which std does not
+        /// offer on stable): docs/SECURITY.md says so.
         pub fn read_regular(&self, name: &str, max: u64) -> io::Result<Vec<u8>> {
             let path = self.child(name)?;
             let file = no_follow(std::fs::OpenOptions::new().read(true)).open(&path)?;
@@ -728,6 +771,22 @@ mod tests {
     }
 
     #[test]
+    fn listings_can_be_bounded() {
+        let s = Scratch::new();
+        let root = SpoolDir::open_root(&s.0).unwrap();
+        for i in 0..10 {
+            root.write_atomic(&format!("{i}.json"), b"{}").unwrap();
+        }
+        root.write_atomic("x.txt", b"").unwrap();
+        let json = |n: &str| n.ends_with(".json");
+        let (some, more) = root.list_at_most(&json, 4).unwrap();
+        assert_eq!((some.len(), more), (4, true));
+        let (all, more) = root.list_at_most(&json, 10).unwrap();
+        assert_eq!((all.len(), more), (10, false));
+        assert_eq!(root.list(&|_| true).unwrap().len(), 11);
+    }
+
+    #[test]
     fn rename_and_remove_stay_in_the_directory() {
         let s = Scratch::new();
         let root = SpoolDir::open_root(&s.0).unwrap();
@@ -825,6 +884,24 @@ mod tests {
                     .is_symlink()
             );
             assert_eq!(std::fs::read(&secret).unwrap(), b"secret");
+        }
+
+        #[test]
+        fn hard_linked_files_are_refused_and_written_around() {
+            let s = Scratch::new();
+            let secret = s.0.join("outside-secret");
+            std::fs::write(&secret, b"secret").unwrap();
+            let spool = s.0.join("spool");
+            std::fs::create_dir(&spool).unwrap();
+            std::fs::hard_link(&secret, spool.join("h.json")).unwrap();
+            let root = SpoolDir::open_root(&spool).unwrap();
+            let e = root.read_regular("h.json", 100).unwrap_err();
+            assert!(is_refusal(&e), "{e}");
+            assert!(e.to_string().contains("2 hard links"), "{e}");
+            // A write replaces the name; the other file keeps its content.
+            root.write_atomic("h.json", b"mine").unwrap();
+            assert_eq!(std::fs::read(&secret).unwrap(), b"secret");
+            assert_eq!(root.read_regular("h.json", 100).unwrap(), b"mine");
         }
 
         #[test]

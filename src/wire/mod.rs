@@ -237,6 +237,30 @@ pub struct RelayResponse {
     pub error: Option<String>,
 }
 
+/// A relay response file as the relay writes it: [`RelayResponse`]'s
+/// fields, with the body carried as the JSON text it arrived as (never
+/// parsed into a tree and printed again; docs/PROTOCOL.md, "Response
+/// envelope").
+#[derive(Debug, Serialize)]
+pub struct RelayAnswer<'a> {
+    pub request_id: &'a str,
+    pub ok: bool,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<&'a serde_json::value::RawValue>,
+    pub completed_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What the relay reads from a request file before claiming it: the
+/// `created_at` it orders by. Everything else is skipped unparsed.
+#[derive(Debug, Deserialize)]
+pub struct RelayOrderKey<'a> {
+    #[serde(borrow, default)]
+    pub created_at: Option<&'a serde_json::value::RawValue>,
+}
+
 /// Result of `arc ensure` (docs/PROTOCOL.md, "ensure"), in the reference's key order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnsureResult {

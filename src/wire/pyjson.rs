@@ -117,18 +117,35 @@ impl serde_json::ser::Formatter for PyFormatter {
         w: &mut W,
         fragment: &str,
     ) -> std::io::Result<()> {
-        for c in fragment.chars() {
-            if c.is_ascii() {
-                w.write_all(&[c as u8])?;
-            } else {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    write!(w, "\\u{u:04x}")?;
-                }
-            }
-        }
-        Ok(())
+        ascii_escaped(w, fragment)
     }
+
+    /// Raw JSON (a [`serde_json::value::RawValue`]) is copied as it is,
+    /// except that non-ASCII characters are escaped too: in valid JSON
+    /// they only occur inside strings, where `\uXXXX` means the same.
+    fn write_raw_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        ascii_escaped(w, fragment)
+    }
+}
+
+/// Writes `text` with every non-ASCII character as `\uXXXX` (UTF-16
+/// units, as Python does), copying ASCII runs whole.
+fn ascii_escaped<W: ?Sized + std::io::Write>(w: &mut W, text: &str) -> std::io::Result<()> {
+    let mut rest = text;
+    while let Some(i) = rest.find(|c: char| !c.is_ascii()) {
+        w.write_all(&rest.as_bytes()[..i])?;
+        let c = rest[i..].chars().next().unwrap_or_default();
+        let mut units = [0u16; 2];
+        for u in c.encode_utf16(&mut units) {
+            write!(w, "\\u{u:04x}")?;
+        }
+        rest = &rest[i + c.len_utf8()..];
+    }
+    w.write_all(rest.as_bytes())
 }
 
 #[cfg(test)]
@@ -158,5 +175,25 @@ mod tests {
             to_python_json(&r, true),
             "{\n  \"running\": true,\n  \"started\": false,\n  \"url\": \"http://x\"\n}"
         );
+    }
+
+    #[test]
+    fn raw_json_is_copied_with_non_ascii_escaped() {
+        #[derive(Serialize)]
+        struct Holder<'a> {
+            body: &'a serde_json::value::RawValue,
+            k: &'a str,
+        }
+        let text = r#"{"a":[1,2.50],"b":"\u00e9é😀","c":"\n"}"#;
+        let raw: &serde_json::value::RawValue = serde_json::from_str(text).unwrap();
+        let out = to_python_json(&Holder { body: raw, k: "ü" }, true);
+        let want = r#"{
+  "body": {"a":[1,2.50],"b":"\u00e9\u00e9\ud83d\ude00","c":"\n"},
+  "k": "\u00fc"
+}"#;
+        assert_eq!(out, want);
+        let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let orig: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(back["body"], orig);
     }
 }

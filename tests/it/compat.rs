@@ -1,4 +1,4 @@
-//! A database in the reference's formats (spec §3): created with the
+//! A database in the reference's formats (docs/PROTOCOL.md, "Data model"): created with the
 //! reference DDL and filled with rows the way the Python hub writes them,
 //! then opened and served by our hub, which must leave the schema alone.
 
@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::support::{TempDir, TestHub, ids};
 
-/// The reference schema as the Python hub creates it (spec §3.1).
+/// The reference schema as the Python hub creates it (docs/PROTOCOL.md, "Schema").
 const REFERENCE_DDL: &str = "
 PRAGMA journal_mode=WAL;
 CREATE TABLE IF NOT EXISTS channels(name TEXT PRIMARY KEY,created_at TEXT NOT NULL,created_by TEXT,metadata_json TEXT NOT NULL DEFAULT '{}');

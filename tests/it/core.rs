@@ -1,4 +1,4 @@
-//! The v1 core profile over real HTTP against an in-process hub (spec §2–4, §7).
+//! The v1 core profile over real HTTP against an in-process hub (docs/PROTOCOL.md, "Wire rules", "Data model", "Endpoints", "Threads").
 
 use serde_json::{Value, json};
 

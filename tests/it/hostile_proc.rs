@@ -15,7 +15,7 @@ use crate::lifecycle::{ARC, Foreground, Site};
 use crate::support::eventually;
 
 /// A field of `/proc/<pid>/status` in kB (Linux), e.g. `VmHWM`.
-fn status_kb(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     text.lines()
         .find(|l| l.starts_with(field))?

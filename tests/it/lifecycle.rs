@@ -1,5 +1,5 @@
 //! The real `arc` binary: ensure, stop, reset, post, poll, whoami, signals
-//! and flags (spec §11). Each test has its own temp dir and port, and a
+//! and flags (docs/PROTOCOL.md, "CLI"). Each test has its own temp dir and port, and a
 //! guard that always stops what it started.
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,5 +1,5 @@
 //! Instant long-poll and SSE, presence expiry and recovery, rollup under
-//! concurrency, shutdown control and shared-file hubs (spec §5, §6, §8, §9).
+//! concurrency, shutdown control and shared-file hubs (docs/PROTOCOL.md, "Long-poll", "Presence, expiry and recovery", "Server-sent events", "Shutdown and network").
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -8,6 +8,7 @@ mod dashboard;
 mod hostile;
 mod hostile_proc;
 mod hostile_spool;
+mod hostile_spool2;
 mod hot;
 mod house;
 mod lifecycle;

@@ -1,5 +1,5 @@
 //! Framing, limits, cross-site safety and failure handling: the hub always
-//! answers, with the envelope and a correct status (spec §2.3, §2.5, §15.2, §15.4).
+//! answers, with the envelope and a correct status (docs/PROTOCOL.md, "Wire rules").
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
