@@ -739,3 +739,21 @@ fn stored_metadata_is_held_to_the_attachment_limit() {
         201
     );
 }
+
+#[test]
+fn a_url_in_the_query_never_reroutes_a_request() {
+    // Defect: the router took any target containing `://` for an
+    // absolute-form URL, so `POST /v1/messages?x=a://b/v1/shutdown` was
+    // routed as `POST /v1/shutdown`.
+    let h = TestHub::start();
+    h.register("a");
+    let body = json!({"from_agent": "a", "body": "hi", "delay_sec": 0}).to_string();
+    let r = h.call(
+        "POST",
+        "/v1/messages?x=a://b/v1/shutdown",
+        Some(body.into_bytes()),
+    );
+    assert_eq!(r.status, 201, "{r}");
+    assert_eq!(r.result()["body"], "hi");
+    assert_eq!(h.get("/v1/shutdown").result(), &Value::Null);
+}
