@@ -114,7 +114,11 @@ fn split_target(url: &str) -> (&str, &str) {
     let url = url.split('#').next().unwrap_or("");
     // Only a target that does not start with `/` can be absolute-form; a
     // `://` later on (in the query, say) is data.
-    let absolute = if url.starts_with('/') { None } else { url.find("://") };
+    let absolute = if url.starts_with('/') {
+        None
+    } else {
+        url.find("://")
+    };
     let url = match absolute {
         Some(i) => url[i + 3..]
             .find('/')

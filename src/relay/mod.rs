@@ -124,6 +124,8 @@ pub struct RelayHandle {
     shared: Arc<Shared>,
     scanner: Option<std::thread::JoinHandle<()>>,
     watcher: Option<std::thread::JoinHandle<()>>,
+    /// The watcher's event source, woken on stop so it need not time out.
+    events: Option<Arc<crate::sys::DirEvents>>,
 }
 
 impl RelayHandle {
@@ -172,7 +174,7 @@ impl RelayHandle {
         };
         let scanner = {
             let stop = stop.clone();
-            let mut scanner = Scanner::new(cfg, shared.clone(), pool, events, spool);
+            let mut scanner = Scanner::new(cfg, shared.clone(), pool, events.clone(), spool);
             std::thread::Builder::new()
                 .name("arc-relay-scan".into())
                 .spawn(move || scanner.run(&stop))?
@@ -182,6 +184,7 @@ impl RelayHandle {
             shared,
             scanner: Some(scanner),
             watcher,
+            events,
         })
     }
 
@@ -193,6 +196,9 @@ impl RelayHandle {
     fn shutdown(&mut self) {
         self.stop.set();
         self.shared.bell.ring();
+        if let Some(ev) = &self.events {
+            ev.wake();
+        }
         for t in [self.scanner.take(), self.watcher.take()]
             .into_iter()
             .flatten()
@@ -200,9 +206,11 @@ impl RelayHandle {
             let _ = t.join();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !lock(&self.shared.busy).is_empty() && Instant::now() < deadline {
-            crate::notify::pause(Duration::from_millis(10));
-        }
+        drop(
+            self.shared
+                .busy
+                .wait_until(Some(deadline), HashSet::is_empty),
+        );
     }
 
     /// Blocks until [`RelayHandle::request_stop`] is called elsewhere.
@@ -235,7 +243,7 @@ struct Shared {
     bell: Arc<Alarm>,
     /// Agent directories with a request in flight (one each at most, so
     /// also the number of requests in flight).
-    busy: Mutex<HashSet<String>>,
+    busy: crate::notify::Watch<HashSet<String>>,
     /// Relayed long-polls waiting at the hub.
     long_polls: AtomicUsize,
     /// Where the next scan should look first.
@@ -269,7 +277,7 @@ impl Shared {
     fn new() -> Shared {
         Shared {
             bell: Alarm::new(),
-            busy: Mutex::default(),
+            busy: crate::notify::Watch::new(HashSet::new()),
             long_polls: AtomicUsize::new(0),
             wakes: Mutex::default(),
             refused: Mutex::default(),
@@ -381,7 +389,7 @@ struct Done {
 
 impl Drop for Done {
     fn drop(&mut self) {
-        lock(&self.shared.busy).remove(&self.agent);
+        self.shared.busy.update(|b| b.remove(&self.agent));
         lock(&self.shared.wakes).agents.insert(self.agent.clone());
         self.shared.bell.ring();
     }

@@ -366,7 +366,7 @@ impl Scanner {
             self.relist(&requests, &mut count);
         }
         self.agents.wake(wakes);
-        let busy = lock(&self.shared.busy).clone();
+        let busy = self.shared.busy.lock().clone();
         let mut picks = self.agents.picks(&busy);
         let mut in_flight = busy.len();
         if in_flight + picks.len() > self.cfg.max_jobs && !picks.is_empty() {
@@ -561,7 +561,7 @@ impl Scanner {
         self.backlogs.claimed(agent, mtime, dir.mtime().ok());
         self.last_work = Instant::now();
         self.agents.heat(agent, self.last_work + HOT_FOR);
-        lock(&self.shared.busy).insert(agent.to_string());
+        self.shared.busy.update(|b| b.insert(agent.to_string()));
         let job = Job {
             cfg: self.cfg.clone(),
             agent: agent.to_string(),

@@ -186,9 +186,12 @@ impl Hub {
         self.finished = true;
         let state = self.state.clone();
         state.request_stop();
+        // The relay forwards to our own port, so it stops first; then the
+        // port closes (connections already open are still served).
         if let Some(relay) = self.relay.take() {
             relay.stop();
         }
+        self.server.stop_listening();
         // Workers finish the request in hand and stop; what is still
         // queued, and whatever arrives from now on, is answered 503 and
         // its connection closed.
@@ -204,6 +207,10 @@ impl Hub {
         // Parked requests were woken by the stop and answer at once; give
         // them a moment to finish before the database closes.
         state.wait_unparked(Instant::now() + Duration::from_secs(5));
+        // Every answer is written before the process may exit (the one to
+        // `POST /v1/shutdown` included).
+        self.server
+            .wait_answers_sent(Instant::now() + Duration::from_secs(2));
         if let Err(e) = state.store.checkpoint() {
             state.log.log(&format!("checkpoint error: {e}"));
         }

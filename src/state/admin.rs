@@ -84,12 +84,11 @@ impl State {
         }
         if delay == 0 {
             self.log.log("shutdown initiated (immediate)");
-            // Stop on another thread so this response is sent first.
+            // Stop on another thread, so this handler answers first; the
+            // stop waits for every answer to be written before the process
+            // exits (`Hub::finish`).
             let me = self.clone();
             std::thread::spawn(move || {
-                // Stop on another thread, a moment later, so this response is
-                // sent first: nothing else tells us it has been.
-                crate::notify::pause(Duration::from_millis(50));
                 me.fire_shutdown(json!({"shutdown": true, "delay_sec": 0, "final": true}));
             });
             return Ok(json!({"status": "shutdown_initiated"}));

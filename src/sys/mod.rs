@@ -461,6 +461,9 @@ pub fn detach(cmd: &mut Command) {
 pub struct DirEvents {
     #[cfg(target_os = "linux")]
     fd: std::os::fd::OwnedFd,
+    /// An eventfd that [`DirEvents::wake`] makes readable.
+    #[cfg(target_os = "linux")]
+    bell: std::os::fd::OwnedFd,
 }
 
 /// Names one watched directory in [`DirEvents::wait`]'s results.
@@ -485,10 +488,26 @@ impl DirEvents {
         // SAFETY: plain syscall; a non-negative result is a new descriptor
         // that we own from here on.
         let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        (fd >= 0).then(|| DirEvents {
-            // SAFETY: `fd` is valid and owned by nobody else.
-            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is valid and owned by nobody else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: plain syscall, as above.
+        let bell = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        (bell >= 0).then(|| DirEvents {
+            fd,
+            // SAFETY: `bell` is valid and owned by nobody else.
+            bell: unsafe { std::os::fd::OwnedFd::from_raw_fd(bell) },
         })
+    }
+
+    /// Ends a [`DirEvents::wait`] in progress (or the next one) at once.
+    pub fn wake(&self) {
+        use std::os::fd::AsRawFd;
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a stack value to our own eventfd.
+        unsafe { libc::write(self.bell.as_raw_fd(), (&raw const one).cast(), 8) };
     }
 
     /// Watches the already opened `dir` for files created, written or
@@ -516,15 +535,21 @@ impl DirEvents {
     pub fn wait(&self, timeout: Duration) -> Vec<DirEvent> {
         use std::os::fd::AsRawFd;
         let fd = self.fd.as_raw_fd();
-        let mut pfd = libc::pollfd {
+        let mut pfds = [self.fd.as_raw_fd(), self.bell.as_raw_fd()].map(|fd| libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
-        };
+        });
         let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
         let mut out: Vec<DirEvent> = Vec::new();
-        // SAFETY: one valid pollfd on the stack.
-        if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
+        // SAFETY: two valid pollfds on the stack.
+        if unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) } <= 0 {
+            return out;
+        }
+        if pfds[1].revents != 0 {
+            let mut n = 0u64;
+            // SAFETY: reading 8 bytes into a stack value from our eventfd.
+            unsafe { libc::read(self.bell.as_raw_fd(), (&raw mut n).cast(), 8) };
             return out;
         }
         let mut buf = [0u8; 4096];
@@ -588,6 +613,8 @@ impl DirEvents {
         crate::notify::pause(timeout);
         Vec::new()
     }
+
+    pub fn wake(&self) {}
 }
 
 #[cfg(test)]

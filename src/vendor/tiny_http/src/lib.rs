@@ -155,6 +155,9 @@ pub struct Server {
 
     // connections alive right now
     connections: Arc<util::Counter>,
+
+    // answers serialised but not yet written
+    reply_budget: Arc<util::Budget>,
 }
 
 #[allow(clippy::large_enum_variant)] // requests move by value; a box would cost an allocation each
@@ -245,7 +248,7 @@ impl Server {
         let accept = Acceptor {
             listener,
             budget,
-            reply_budget,
+            reply_budget: reply_budget.clone(),
             limits: Arc::new(limits),
             close: close_trigger.clone(),
             messages: messages.clone(),
@@ -259,7 +262,16 @@ impl Server {
             close: close_trigger,
             listening_addr: local_addr,
             connections,
+            reply_budget,
         })
+    }
+
+    /// Waits until every answer handed to a connection has been written
+    /// (or its connection has failed), at most until `deadline` (an
+    /// addition of this copy): what a graceful stop waits for before the
+    /// process exits. True if none is left.
+    pub fn wait_answers_sent(&self, deadline: std::time::Instant) -> bool {
+        self.reply_budget.wait_empty(deadline)
     }
 
     /// Returns an iterator for all received requests.
@@ -444,9 +456,16 @@ impl Iterator for IncomingRequests<'_> {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.close.store(true, Relaxed);
+impl Server {
+    /// Closes the listening socket now (an addition of this copy): new
+    /// connections are refused, those already open are still served.
+    pub fn stop_listening(&self) {
+        if !self.close.swap(true, Relaxed) {
+            self.wake_acceptor();
+        }
+    }
+
+    fn wake_acceptor(&self) {
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
@@ -467,5 +486,11 @@ impl Drop for Server {
                 let _ = std::fs::remove_file(path);
             }
         }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop_listening();
     }
 }

@@ -82,6 +82,23 @@ impl Budget {
         }
     }
 
+    /// Waits until nothing is held, at most until `deadline`.
+    pub fn wait_empty(&self, deadline: Instant) -> bool {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        while *used > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            used = self
+                .freed
+                .wait_timeout(used, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+
     #[cfg(test)]
     pub fn used(&self) -> usize {
         *self.used.lock().unwrap_or_else(|p| p.into_inner())
