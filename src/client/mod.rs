@@ -16,7 +16,10 @@ channel cannot hide the answer.
 pub mod http;
 mod relay;
 
-pub use http::{BaseUrl, HttpResponse, MAX_RESPONSE_BYTES, http_request, read_response};
+pub use http::{
+    ANSWER_LIMITS, BaseUrl, Exchange, HttpResponse, MAX_RESPONSE_BYTES, http_exchange,
+    http_request, parse_answer, read_response, read_response_capped,
+};
 pub use relay::{CLIENT_MARGIN, RelayClient};
 
 use std::time::{Duration, Instant};
