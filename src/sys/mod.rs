@@ -1,7 +1,8 @@
 /*!
 Platform glue: termination signals, process checks, detached spawning,
 descriptor limits, process identity and directory change events, plus
-[`dir`] (spool directories that are never left through a symlink).
+[`dir`] (spool directories that are never left through a symlink) and
+[`file`] (small files read without following links, blocking or limit).
 Everything `unsafe` or `cfg`-split in the crate lives in this module and
 its children, behind safe functions.
 
@@ -10,6 +11,7 @@ functions it needs directly, so no Windows binding crate is pulled in.
 */
 
 pub mod dir;
+pub mod file;
 
 use std::process::Command;
 use std::time::Duration;
