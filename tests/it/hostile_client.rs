@@ -94,18 +94,10 @@ fn arc_bounded(dir: &Path, args: &[&str], limit: Duration) -> Ran {
         let _ = out.read_to_string(&mut s);
         s
     });
-    let mut status = None;
-    let every = Duration::from_millis(10);
-    for _ in 0..=limit.as_millis() / every.as_millis() {
-        if let Some(st) = child.try_wait().unwrap() {
-            status = Some(st);
-            break;
-        }
-        if start.elapsed() >= limit {
-            break;
-        }
-        std::thread::sleep(every);
-    }
+    // Nothing wakes us when another process exits: look every 10 ms.
+    let status = arc_hub::notify::poll_until(limit, Duration::from_millis(10), || {
+        child.try_wait().unwrap()
+    });
     let took = start.elapsed();
     if status.is_none() {
         let _ = child.kill();
@@ -160,7 +152,9 @@ impl Server {
                             let (answer, stop) = (answer.clone(), stop.clone());
                             std::thread::spawn(move || serve(s, &*answer, &stop));
                         }
-                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                        // Non-blocking, so the stop flag is seen: look
+                        // again shortly.
+                        Err(_) => arc_hub::notify::pause(Duration::from_millis(5)),
                     }
                 }
             }
