@@ -1,16 +1,21 @@
 /*!
 `arc ensure`, `arc stop` and `arc reset` (docs/PROTOCOL.md, "CLI").
 
-Finding a hub: a pidfile is trusted only if its hub answers `/v1/hub-info`
-and either serves the requested database or listens on the requested port
-(the reference trusted the first parseable pidfile up the directory tree).
-Its pid is trusted only if the hub itself reports that pid in hub-info
-(or, for a hub that reports none, if that process is seen listening on
-the port): a pidfile whose pid now belongs to some other process is
-stale, and is said to be. Stopping asks the hub itself
-(`POST /v1/shutdown {"delay_sec":0}`) and waits for it to exit; a signal
-is only a fallback, only to a verified pid, checked again (same process
-start time, still listening) right before it is sent.
+Finding a hub (docs/SECURITY.md, "`arc stop` signals only a verified
+hub"): a pidfile is read only if another local user could not have
+written or replaced it (`paths::read_trusted_pidfile`; untrusted ones are
+named in the answer's `note`), and used only if its URL is a loopback URL
+on the pidfile's own port, whose hub answers `/v1/hub-info` and either
+serves the requested database or listens on the requested port (the
+reference trusted the first parseable pidfile up the directory tree).
+Its pid is trusted only if that process is seen listening on that port
+and, for a hub that reports its pid in hub-info, is the pid it reports:
+a server can claim any pid, but cannot make another process own its
+socket. A pidfile whose pid is some other process is stale, and is said
+to be. Stopping asks the hub itself (`POST /v1/shutdown {"delay_sec":0}`)
+and waits for it to exit; a signal is only a fallback, only to a
+verified pid, checked again (same process start time, still listening)
+right before it is sent.
 
 `arc reset` deletes the database only when no other process holds it
 open, unless `--force`.
@@ -20,10 +25,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::client::http_request;
+use crate::client::{BaseUrl, Exchange, http_exchange};
 use crate::config::{self, HubConfig};
 use crate::error::Result;
-use crate::paths::{self, PidInfo};
+use crate::paths::{self, PidInfo, Pidfile};
 use crate::wire::{EnsureResult, ResetResult, StopResult};
 
 /// `ensure --timeout` by default, in seconds.
@@ -61,16 +66,29 @@ pub enum Probe {
     Other(String),
 }
 
-/// Probes `url` with `GET /v1/hub-info` (2 s timeout).
+/// The largest hub-info (or shutdown) answer read: they are a few hundred
+/// bytes, and whatever answers on a pidfile's URL may be hostile.
+pub const PROBE_MAX_BYTES: usize = 64 << 10;
+
+/// A short exchange with whatever answers on a URL.
+fn ask(
+    url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    secs: u64,
+) -> Result<crate::client::HttpResponse> {
+    let limits = Exchange {
+        read_timeout: Duration::from_secs(secs),
+        max_body: PROBE_MAX_BYTES,
+    };
+    http_exchange(url, method, path, body, &[], limits)
+}
+
+/// Probes `url` with `GET /v1/hub-info` (2 s timeout, an answer of at
+/// most [`PROBE_MAX_BYTES`]).
 pub fn probe(url: &str) -> Probe {
-    match http_request(
-        url,
-        "GET",
-        "/v1/hub-info",
-        None,
-        &[],
-        Duration::from_secs(2),
-    ) {
+    match ask(url, "GET", "/v1/hub-info", None, 2) {
         Err(_) => Probe::Down,
         Ok(r) => {
             let v = r.json();
@@ -97,14 +115,30 @@ pub fn probe(url: &str) -> Probe {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Found {
     pub url: String,
-    /// A pidfile whose hub answered and whose pid is that hub's process.
+    /// A pidfile whose hub answered and whose pid is that hub's process
+    /// (it listens on the hub's port).
     pub pidfile: Option<(PathBuf, PidInfo)>,
     /// When the pid was verified: the process's start time (Linux), so a
     /// pid reused since then is never signalled.
     pub started: Option<u64>,
     pub storage_path: String,
-    /// A pidfile that led to this hub but names another process.
-    pub stale: Option<(PathBuf, PidInfo, String)>,
+    /// A pidfile that led to this hub but whose pid was not verified.
+    pub stale: Option<(PathBuf, PidInfo, Doubt)>,
+}
+
+/// What looking for a hub found, and the pidfiles passed over on the way.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Search {
+    pub found: Option<Found>,
+    /// Pidfiles that were there but not used, each saying why.
+    pub ignored: Vec<String>,
+}
+
+impl Search {
+    /// The ignored pidfiles, for an answer's `note`.
+    pub fn note(&self) -> Option<String> {
+        (!self.ignored.is_empty()).then(|| self.ignored.join("; "))
+    }
 }
 
 /// The resolved form of a storage path, as hub-info reports it.
@@ -112,44 +146,98 @@ fn requested_storage(storage: &Path) -> Result<String> {
     Ok(paths::display_resolved(&paths::absolute(storage)?))
 }
 
-/// Whether a pidfile's pid is the process of the hub that answered on
-/// its URL: the hub says so in hub-info, or (for a hub that reports no
-/// pid) the process is seen listening on the pidfile's port. `Err` says
-/// why not.
-fn verify_pid(info: &PidInfo, reported: Option<u32>) -> std::result::Result<(), String> {
-    if !crate::sys::pid_alive(info.pid) {
-        return Err(format!("pid {} is not running", info.pid));
+/// Whether a pidfile's URL may be probed at all: a loopback URL (no name
+/// is looked up) on the pidfile's own port.
+fn local_url(info: &PidInfo) -> std::result::Result<(), String> {
+    let url =
+        BaseUrl::parse(&info.url).map_err(|_| format!("its url {:?} is not http://", info.url))?;
+    if !url.is_loopback() {
+        return Err(format!("its url {} is not a loopback address", info.url));
     }
-    match reported {
-        Some(p) if p == info.pid => Ok(()),
-        Some(p) => Err(format!(
-            "pid {} is not the hub (the hub at {} is pid {p})",
-            info.pid, info.url
-        )),
-        None => match crate::sys::process_listens_on(info.pid, info.port) {
-            Some(true) => Ok(()),
-            Some(false) => Err(format!(
-                "pid {} does not listen on port {}",
-                info.pid, info.port
-            )),
-            None => Err(format!(
-                "pid {} cannot be verified on this system",
-                info.pid
-            )),
-        },
+    if url.port() != Some(info.port) {
+        return Err(format!(
+            "its url {} is not on its port {}",
+            info.url, info.port
+        ));
+    }
+    Ok(())
+}
+
+/// Why a pidfile's pid was not trusted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Doubt {
+    /// The pid is some other process, or none.
+    Stale(String),
+    /// This system cannot tell which process listens on a port.
+    Unverifiable(String),
+}
+
+impl Doubt {
+    /// What an answer's `note` says about the pidfile at `path`.
+    fn note(&self, path: &Path) -> String {
+        let (label, why) = match self {
+            Doubt::Stale(why) => ("stale", why),
+            Doubt::Unverifiable(why) => ("unverified", why),
+        };
+        format!(
+            "{label} pidfile {}: {why}; it was not used to signal anything",
+            path.display()
+        )
     }
 }
 
-/// Finds the hub for `host`/`port`/`storage`: a verified pidfile first,
+/// Whether a pidfile's pid is the process of the hub that answered on
+/// its URL: that process listens on the pidfile's port (which is the
+/// URL's, see [`local_url`]) and, if the hub reports a pid, it is this
+/// one.
+fn verify_pid(info: &PidInfo, reported: Option<u32>) -> std::result::Result<(), Doubt> {
+    if !crate::sys::pid_alive(info.pid) {
+        return Err(Doubt::Stale(format!("pid {} is not running", info.pid)));
+    }
+    if let Some(p) = reported.filter(|p| *p != info.pid) {
+        return Err(Doubt::Stale(format!(
+            "pid {} is not the hub (the hub at {} is pid {p})",
+            info.pid, info.url
+        )));
+    }
+    match crate::sys::process_listens_on(info.pid, info.port) {
+        Some(true) => Ok(()),
+        Some(false) => Err(Doubt::Stale(format!(
+            "pid {} does not listen on port {}",
+            info.pid, info.port
+        ))),
+        None => Err(Doubt::Unverifiable(format!(
+            "pid {} cannot be verified on this system (which process listens on port {} is not known)",
+            info.pid, info.port
+        ))),
+    }
+}
+
+/// Finds the hub for `host`/`port`/`storage`: a trusted pidfile first,
 /// then the base URL.
-pub fn find(host: &str, port: u16, storage: &Path) -> Result<Option<Found>> {
+pub fn find(host: &str, port: u16, storage: &Path) -> Result<Search> {
     let wanted = requested_storage(storage)?;
     let cwd = std::env::current_dir()?;
     let abs = paths::absolute(storage)?;
+    let db_dir = abs
+        .parent()
+        .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()));
+    let mut search = Search::default();
     for candidate in paths::pidfile_candidates(&cwd, &abs) {
-        let Some(info) = paths::read_pidfile(&candidate) else {
-            continue;
+        let own_dir = candidate.parent() == db_dir.as_deref();
+        let ignore = |why: String| format!("ignored pidfile {}: {why}", candidate.display());
+        let info = match paths::read_trusted_pidfile(&candidate, own_dir) {
+            Pidfile::Found(info) => info,
+            Pidfile::Untrusted(why) => {
+                search.ignored.push(ignore(why));
+                continue;
+            }
+            Pidfile::Absent => continue,
         };
+        if let Err(why) = local_url(&info) {
+            search.ignored.push(ignore(why));
+            continue;
+        }
         let Probe::Hub { storage_path, pid } = probe(&info.url) else {
             continue;
         };
@@ -168,23 +256,24 @@ pub fn find(host: &str, port: u16, storage: &Path) -> Result<Option<Found>> {
                 found.started = crate::sys::process_start_time(info.pid);
                 found.pidfile = Some((candidate, info));
             }
-            Err(why) => found.stale = Some((candidate, info, why)),
+            Err(doubt) => found.stale = Some((candidate, info, doubt)),
         }
-        return Ok(Some(found));
+        search.found = Some(found);
+        return Ok(search);
     }
     if port != 0 {
         let base = config::client_url(host, port);
         if let Probe::Hub { storage_path, .. } = probe(&base) {
-            return Ok(Some(Found {
+            search.found = Some(Found {
                 url: base,
                 pidfile: None,
                 started: None,
                 storage_path,
                 stale: None,
-            }));
+            });
         }
     }
-    Ok(None)
+    Ok(search)
 }
 
 /// The log file a background hub's stderr goes to: next to its pidfile.
@@ -197,25 +286,25 @@ pub fn log_path(storage: &Path) -> Result<PathBuf> {
 pub fn ensure(args: &EnsureArgs) -> Result<EnsureResult> {
     let cfg = &args.hub;
     let base = config::client_url(&cfg.host, cfg.port);
-    if let Some(found) = find(&cfg.host, cfg.port, &cfg.storage)? {
-        return Ok(EnsureResult {
-            running: true,
-            started: false,
-            url: found.url,
-            error: None,
-        });
+    let search = find(&cfg.host, cfg.port, &cfg.storage)?;
+    let note = search.note();
+    let answer = |running: bool, started: bool, url: String, error: Option<String>| EnsureResult {
+        running,
+        started,
+        url,
+        error,
+        note: note.clone(),
+    };
+    if let Some(found) = search.found {
+        return Ok(answer(true, false, found.url, None));
     }
     if cfg.port != 0 {
         if let Probe::Other(what) = probe(&base) {
-            return Ok(EnsureResult {
-                running: false,
-                started: false,
-                url: base,
-                error: Some(format!(
-                    "port {} is in use by something that is not an Arc hub ({what})",
-                    cfg.port
-                )),
-            });
+            let why = format!(
+                "port {} is in use by something that is not an Arc hub ({what})",
+                cfg.port
+            );
+            return Ok(answer(false, false, base, Some(why)));
         }
     }
     let log = log_path(&cfg.storage)?;
@@ -225,68 +314,66 @@ pub fn ensure(args: &EnsureArgs) -> Result<EnsureResult> {
     let mut child = match spawn_background(cfg, &log) {
         Ok(c) => c,
         Err(e) => {
-            return Ok(EnsureResult {
-                running: false,
-                started: false,
-                url: base,
-                error: Some(format!("spawn failed: {e}")),
-            });
+            return Ok(answer(
+                false,
+                false,
+                base,
+                Some(format!("spawn failed: {e}")),
+            ));
         }
     };
-    let deadline = Instant::now() + args.timeout;
+    Ok(match wait_started(cfg, &mut child, &log, args.timeout)? {
+        Ok(url) => answer(true, true, url, None),
+        Err(why) => answer(false, true, base, Some(why)),
+    })
+}
+
+/// Waits for the hub `ensure` started to answer: its URL, or why not
+/// (it exited, or the timeout passed).
+fn wait_started(
+    cfg: &HubConfig,
+    child: &mut Child,
+    log: &Path,
+    timeout: Duration,
+) -> Result<std::result::Result<String, String>> {
+    let base = config::client_url(&cfg.host, cfg.port);
     let pidfile = paths::pidfile_for(Path::new(&requested_storage(&cfg.storage)?));
-    loop {
-        crate::notify::pause(Duration::from_millis(50));
+    // The hub is another process and nothing it does wakes us: look
+    // every 50 ms until it answers or exits, at most `timeout`.
+    let outcome = crate::notify::poll_until(timeout, Duration::from_millis(50), || {
         // With --port 0 the child's pidfile names the port it picked.
         let url = if cfg.port == 0 {
-            paths::read_pidfile(&pidfile)
-                .filter(|i| i.pid == child.id())
-                .map(|i| i.url)
+            match paths::read_trusted_pidfile(&pidfile, true) {
+                Pidfile::Found(i) if i.pid == child.id() && local_url(&i).is_ok() => Some(i.url),
+                _ => None,
+            }
         } else {
             Some(base.clone())
         };
         if let Some(url) = url {
             if matches!(probe(&url), Probe::Hub { .. }) {
-                return Ok(EnsureResult {
-                    running: true,
-                    started: true,
-                    url,
-                    error: None,
-                });
+                return Some(Ok(url));
             }
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            let rc = status
-                .code()
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "signal".into());
-            let tail = log_tail(&log, 5);
-            let detail = if tail.is_empty() {
-                format!(
-                    "see {} or run `arc --port {} --storage {}` in the foreground",
-                    log.display(),
-                    cfg.port,
-                    cfg.storage.display()
-                )
-            } else {
-                tail
-            };
-            return Ok(EnsureResult {
-                running: false,
-                started: true,
-                url: base,
-                error: Some(format!("child exited rc={rc}: {detail}")),
-            });
-        }
-        if Instant::now() >= deadline {
-            return Ok(EnsureResult {
-                running: false,
-                started: true,
-                url: base,
-                error: Some("timeout".into()),
-            });
-        }
-    }
+        let status = child.try_wait().ok().flatten()?;
+        let rc = status
+            .code()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "signal".into());
+        let tail = log_tail(log, 5);
+        let detail = if tail.is_empty() {
+            format!(
+                "see {} or run `arc --port {} --storage {}` in the foreground",
+                log.display(),
+                cfg.port,
+                cfg.storage.display()
+            )
+        } else {
+            tail
+        };
+        Some(Err(format!("child exited rc={rc}: {detail}")))
+    });
+    Ok(outcome.unwrap_or_else(|| Err("timeout".into())))
 }
 
 /// Starts `current_exe()` detached, with the hub's flags, stdout to null
@@ -352,24 +439,31 @@ fn log_tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
+/// Notes joined for an answer's `note`.
+fn joined(notes: impl IntoIterator<Item = Option<String>>) -> Option<String> {
+    let all: Vec<String> = notes.into_iter().flatten().collect();
+    (!all.is_empty()).then(|| all.join("; "))
+}
+
 /// `arc stop`.
 pub fn stop(args: &LocateArgs) -> Result<StopResult> {
-    let Some(found) = find(&args.host, args.port, &args.storage)? else {
+    let search = find(&args.host, args.port, &args.storage)?;
+    let ignored = search.note();
+    let Some(found) = search.found else {
         return Ok(StopResult {
             stopped: false,
             pid: None,
             url: None,
             error: Some("no running hub found".into()),
-            note: None,
+            note: ignored,
         });
     };
     let pid = found.pidfile.as_ref().map(|(_, info)| info.pid);
-    let note = found.stale.as_ref().map(|(path, _, why)| {
-        format!(
-            "stale pidfile {}: {why}; it was not used to signal anything",
-            path.display()
-        )
-    });
+    let stale = found
+        .stale
+        .as_ref()
+        .map(|(path, _, doubt)| doubt.note(path));
+    let note = joined([stale, ignored]);
     let result = |stopped: bool, error: Option<String>| StopResult {
         stopped,
         pid,
@@ -426,7 +520,7 @@ fn still_the_hub(found: &Found, info: &PidInfo) -> std::result::Result<(), Strin
     if found.started.is_some() && crate::sys::process_start_time(info.pid) != found.started {
         return Err(format!("pid {} is now another process", info.pid));
     }
-    if crate::sys::process_listens_on(info.pid, info.port) == Some(false) {
+    if crate::sys::process_listens_on(info.pid, info.port) != Some(true) {
         return Err(format!(
             "pid {} no longer listens on port {}",
             info.pid, info.port
@@ -452,27 +546,11 @@ fn forget_pidfiles(found: &Found) {
 
 /// Requests an immediate shutdown; a pending delayed one is cancelled first.
 fn ask_to_stop(url: &str) -> std::result::Result<(), String> {
-    let once = || {
-        http_request(
-            url,
-            "POST",
-            "/v1/shutdown",
-            Some(br#"{"delay_sec": 0}"#),
-            &[],
-            Duration::from_secs(5),
-        )
-    };
+    let once = || ask(url, "POST", "/v1/shutdown", Some(br#"{"delay_sec": 0}"#), 5);
     match once() {
         Ok(r) if (200..300).contains(&r.status) => Ok(()),
         Ok(r) if r.json()["error"] == "shutdown already pending" => {
-            let _ = http_request(
-                url,
-                "POST",
-                "/v1/shutdown/cancel",
-                Some(b"{}"),
-                &[],
-                Duration::from_secs(5),
-            );
+            let _ = ask(url, "POST", "/v1/shutdown/cancel", Some(b"{}"), 5);
             match once() {
                 Ok(r) if (200..300).contains(&r.status) => Ok(()),
                 Ok(r) => Err(r.text()),
@@ -538,24 +616,33 @@ fn wait_unheld(db: &Path) -> Option<String> {
 /// `arc reset`: stop, then delete the database and its WAL files, unless
 /// another process still holds the database open (without `--force`).
 pub fn reset(args: &LocateArgs) -> Result<ResetResult> {
-    let refuse = |error: String| ResetResult {
-        reset: false,
-        removed: None,
-        note: None,
-        error: Some(error),
-    };
-    if find(&args.host, args.port, &args.storage)?.is_some() {
+    let search = find(&args.host, args.port, &args.storage)?;
+    // What `stop` noticed (it looks again), or else what this search did.
+    let mut note = search.note();
+    if search.found.is_some() {
         let s = stop(args)?;
+        note = s.note;
         if !s.stopped {
-            return Ok(refuse(format!(
-                "could not stop running hub: {}",
-                s.error.unwrap_or_default()
-            )));
+            return Ok(ResetResult {
+                reset: false,
+                removed: None,
+                note,
+                error: Some(format!(
+                    "could not stop running hub: {}",
+                    s.error.unwrap_or_default()
+                )),
+            });
         }
     }
+    let answer = |reset: bool, removed, error, extra: Option<&str>| ResetResult {
+        reset,
+        removed,
+        note: joined([note.clone(), extra.map(str::to_string)]),
+        error,
+    };
     if !args.force {
         if let Some(holder) = wait_unheld(&paths::absolute(&args.storage)?) {
-            return Ok(refuse(holder));
+            return Ok(answer(false, None, Some(holder), None));
         }
     }
     let db = paths::absolute(&args.storage)?;
@@ -577,12 +664,8 @@ pub fn reset(args: &LocateArgs) -> Result<ResetResult> {
             result = std::fs::remove_file(&path);
         }
         if let Err(e) = result {
-            return Ok(ResetResult {
-                reset: false,
-                removed: None,
-                note: None,
-                error: Some(format!("failed to remove {}: {e}", path.display())),
-            });
+            let why = format!("failed to remove {}: {e}", path.display());
+            return Ok(answer(false, None, Some(why), None));
         }
         removed.push(
             path.file_name()
@@ -591,17 +674,7 @@ pub fn reset(args: &LocateArgs) -> Result<ResetResult> {
         );
     }
     if removed.is_empty() {
-        return Ok(ResetResult {
-            reset: true,
-            removed: None,
-            note: Some("database did not exist".into()),
-            error: None,
-        });
+        return Ok(answer(true, None, None, Some("database did not exist")));
     }
-    Ok(ResetResult {
-        reset: true,
-        removed: Some(removed),
-        note: None,
-        error: None,
-    })
+    Ok(answer(true, Some(removed), None, None))
 }

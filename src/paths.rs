@@ -73,11 +73,71 @@ pub fn write_pidfile(path: &Path, pid: u32, port: u16, url: &str) -> Result<()> 
     write_atomic(path, text.as_bytes())
 }
 
+/// The largest pidfile read (the reference's are about 60 bytes).
+pub const PIDFILE_MAX_BYTES: u64 = 4096;
+
 /// Reads a pidfile; anything that is not a JSON object with integer-like
-/// `pid` and `port` and a string `url` is ignored.
+/// `pid` and `port` and a string `url` is ignored, and so is anything that
+/// is not a regular file of at most [`PIDFILE_MAX_BYTES`]: a symlink, FIFO
+/// or device there is refused without following it or waiting
+/// (`sys::file::read_small`).
 pub fn read_pidfile(path: &Path) -> Option<PidInfo> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: Value = serde_json::from_str(&text).ok()?;
+    let small = crate::sys::file::read_small(path, PIDFILE_MAX_BYTES).ok()?;
+    parse_pidfile(&small.bytes)
+}
+
+/// What a pidfile candidate turned out to be (see [`read_trusted_pidfile`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pidfile {
+    /// Nothing there, or not a pidfile: passed over without a word, as
+    /// the reference does.
+    Absent,
+    /// There, but another user could have written or replaced it, or it
+    /// is no regular file: why, to be shown in a `note`.
+    Untrusted(String),
+    Found(PidInfo),
+}
+
+/// Reads a pidfile that `arc ensure`, `stop` and `reset` may act on
+/// (docs/SECURITY.md, "`arc stop` signals only a verified hub"): a
+/// regular file of at most [`PIDFILE_MAX_BYTES`], not reached through a
+/// symlink, and on Unix owned by the user we run as and, unless it lies
+/// in the database's own directory (`own_dir`: whoever can write there
+/// can replace the database too), in a directory that only its owner can
+/// write. Windows has no such owners and modes; there only the file's
+/// kind and size are checked.
+pub fn read_trusted_pidfile(path: &Path, own_dir: bool) -> Pidfile {
+    use crate::sys::file;
+    let small = match file::read_small(path, PIDFILE_MAX_BYTES) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Pidfile::Absent,
+        Err(e)
+            if crate::sys::dir::is_refusal(&e) || e.kind() == std::io::ErrorKind::FileTooLarge =>
+        {
+            return Pidfile::Untrusted(e.to_string());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Pidfile::Untrusted(format!("cannot be read: {e}"));
+        }
+        Err(_) => return Pidfile::Absent,
+    };
+    if file::owned_by_us(small.owner) == Some(false) {
+        let uid = small.owner.unwrap_or_default();
+        return Pidfile::Untrusted(format!("is owned by another user (uid {uid})"));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if !own_dir && file::writable_by_others(dir) == Some(true) {
+        return Pidfile::Untrusted("its directory can be written by other users".into());
+    }
+    match parse_pidfile(&small.bytes) {
+        Some(info) => Pidfile::Found(info),
+        None => Pidfile::Absent,
+    }
+}
+
+/// A pidfile's text, in the reference's format.
+fn parse_pidfile(bytes: &[u8]) -> Option<PidInfo> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
     let obj = v.as_object()?;
     let num = |k: &str| -> Option<i64> {
         match obj.get(k)? {
@@ -186,6 +246,66 @@ mod tests {
                 url: "u".into()
             })
         );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn pidfiles_others_could_have_written_are_untrusted_and_say_why() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("arc-paths-{}", crate::ids::uuid4_hex()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mode = |m: u32| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(m));
+        mode(0o755).unwrap();
+        let p = dir.join(".arc.pid");
+        write_pidfile(&p, 9017, 7111, "http://127.0.0.1:7111").unwrap();
+        let info = read_pidfile(&p).unwrap();
+        assert_eq!(
+            read_trusted_pidfile(&p, false),
+            Pidfile::Found(info.clone())
+        );
+        let shared = Pidfile::Untrusted("its directory can be written by other users".into());
+        for m in [0o775, 0o757, 0o1777] {
+            mode(m).unwrap();
+            assert_eq!(read_trusted_pidfile(&p, false), shared, "{m:o}");
+            // Beside the database, the directory is the database's business.
+            assert_eq!(read_trusted_pidfile(&p, true), Pidfile::Found(info.clone()));
+        }
+        mode(0o755).unwrap();
+        if crate::sys::file::owned_by_us(Some(0)) == Some(true) {
+            // As root, a file can be given to another user.
+            std::os::unix::fs::chown(&p, Some(65534), None).unwrap();
+            assert_eq!(
+                read_trusted_pidfile(&p, true),
+                Pidfile::Untrusted("is owned by another user (uid 65534)".into())
+            );
+            assert_eq!(
+                read_pidfile(&p),
+                Some(info.clone()),
+                "still readable as such"
+            );
+        }
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(read_trusted_pidfile(&p, true), Pidfile::Absent);
+        // A FIFO (no writer: a blocking read would wait forever), a link
+        // to /dev/zero (endless) or to a good pidfile, a huge file.
+        crate::sys::file::make_fifo(&p);
+        let fifo = Pidfile::Untrusted("is a FIFO, socket or device".into());
+        assert_eq!(read_trusted_pidfile(&p, true), fifo);
+        assert_eq!(read_pidfile(&p), None);
+        std::fs::remove_file(&p).unwrap();
+        let elsewhere = dir.join("real.pid");
+        write_pidfile(&elsewhere, 9017, 7111, "http://127.0.0.1:7111").unwrap();
+        for target in [Path::new("/dev/zero"), &elsewhere] {
+            std::os::unix::fs::symlink(target, &p).unwrap();
+            let link = Pidfile::Untrusted("is a symbolic link".into());
+            assert_eq!(read_trusted_pidfile(&p, true), link);
+            assert_eq!(read_pidfile(&p), None);
+            std::fs::remove_file(&p).unwrap();
+        }
+        std::fs::write(&p, vec![b' '; 5000]).unwrap();
+        let big = Pidfile::Untrusted("is larger than 4096 bytes".into());
+        assert_eq!(read_trusted_pidfile(&p, true), big);
         std::fs::remove_dir_all(dir).ok();
     }
 

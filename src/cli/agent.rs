@@ -148,13 +148,11 @@ pub fn post(c: &mut Client, a: &PostArgs) -> Result<()> {
 }
 
 pub fn poll(c: &mut Client, a: &PollArgs) -> Result<()> {
-    ensure_session(c)?;
     let mut since = a.since_id;
     if let Some(path) = &a.cursor_file {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            since = since.max(text.trim().parse().unwrap_or(0));
-        }
+        since = since.max(read_cursor(path)?);
     }
+    ensure_session(c)?;
     c.cursor = since;
     if a.from_now && since == 0 {
         c.cursor = c.bootstrap()?.latest_visible_id;
@@ -173,6 +171,27 @@ pub fn poll(c: &mut Client, a: &PollArgs) -> Result<()> {
         crate::paths::write_atomic(path, c.cursor.to_string().as_bytes())?;
     }
     Ok(())
+}
+
+/// The largest cursor file read: an id is at most 20 digits.
+pub const CURSOR_MAX_BYTES: u64 = 64;
+
+/// The id a cursor file holds: 0 when it is missing or holds no number
+/// (as before). It is read like a pidfile (docs/SECURITY.md, "What a
+/// client reads"): a symlink, FIFO or device there, or a file over
+/// [`CURSOR_MAX_BYTES`], is an error instead of a hang or a huge read.
+fn read_cursor(path: &std::path::Path) -> Result<i64> {
+    match crate::sys::file::read_small(path, CURSOR_MAX_BYTES) {
+        Ok(small) => Ok(String::from_utf8_lossy(&small.bytes)
+            .trim()
+            .parse()
+            .unwrap_or(0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(Error::invalid(format!(
+            "cursor file {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// `arc whoami`: the bootstrap view; an agent without a session gets one.

@@ -16,8 +16,11 @@ channel cannot hide the answer.
 pub mod http;
 mod relay;
 
-pub use http::{BaseUrl, HttpResponse, MAX_RESPONSE_BYTES, http_request, read_response};
-pub use relay::{CLIENT_MARGIN, RelayClient};
+pub use http::{
+    ANSWER_LIMITS, BaseUrl, Exchange, HttpResponse, MAX_RESPONSE_BYTES, http_exchange,
+    http_request, parse_answer, read_response, read_response_capped,
+};
+pub use relay::{CLIENT_MARGIN, RESPONSE_MAX_BYTES, RelayClient};
 
 use std::time::{Duration, Instant};
 
@@ -140,7 +143,9 @@ impl Client {
     }
 
     /// Sends a request and returns the full envelope; `{"ok": false}` and
-    /// transport failures become errors.
+    /// transport failures become errors, and so does an answer beyond
+    /// [`ANSWER_LIMITS`] (a protocol error naming the limit; it is never
+    /// parsed).
     pub fn request(
         &self,
         method: &str,
@@ -148,60 +153,62 @@ impl Client {
         body: Option<&Value>,
         timeout: Duration,
     ) -> Result<Value> {
-        let (status, value) = match &self.transport {
+        match self.exchange(method, path, body, timeout)? {
+            Reply::Parsed(status, value) => envelope_result(status, value),
+            Reply::Oversized { why, .. } => Err(Error::Protocol(self.refused(method, path, &why))),
+        }
+    }
+
+    /// Sends a request; the status and envelope, or why the answer was
+    /// not parsed. Relay transport failures are errors here.
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Reply> {
+        match &self.transport {
             Transport::Http { base_url } => {
                 let bytes = body.map(serde_json::to_vec).transpose()?;
                 let resp = http_request(base_url, method, path, bytes.as_deref(), &[], timeout)?;
-                let v = resp.json();
-                if v.is_object() {
-                    (resp.status, v)
+                let v = match parse_answer(&resp.body) {
+                    Ok(v) => v,
+                    Err(why) => {
+                        let first_id = first_message_id(&resp.body);
+                        return Ok(Reply::Oversized { why, first_id });
+                    }
+                };
+                let v = if v.is_object() {
+                    v
                 } else if (200..300).contains(&resp.status) {
-                    (
-                        resp.status,
-                        json!({"ok": true, "result": Value::String(resp.text())}),
-                    )
+                    json!({"ok": true, "result": Value::String(resp.text())})
                 } else {
-                    (resp.status, json!({"ok": false, "error": resp.text()}))
-                }
+                    json!({"ok": false, "error": resp.text()})
+                };
+                Ok(Reply::Parsed(resp.status, v))
             }
             Transport::Relay(r) => {
                 // Whatever relay serves the spool (ours, or the reference's
                 // with its 30 s forward timeout) must get the hub's answer
                 // before it gives up, so ask for at most RELAY_MAX_WAIT_SEC.
                 let (path, _) = crate::spool::clamp_long_poll(path, RELAY_MAX_WAIT_SEC);
-                let env = r.call(method, &path, body.cloned(), timeout)?;
-                let status = env.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
-                match env.get("body") {
-                    Some(b @ Value::Object(_)) => (status, b.clone()),
-                    Some(b) if env.get("ok") == Some(&Value::Bool(true)) => {
-                        (status, json!({"ok": true, "result": b}))
-                    }
-                    _ => {
-                        let msg = env
-                            .get("error")
-                            .and_then(Value::as_str)
-                            .unwrap_or("relay transport error");
-                        if (597..=599).contains(&status)
-                            || status == 500
-                            || status == 400 && !env.get("body").is_some_and(Value::is_object)
-                        {
-                            return Err(Error::Transport(msg.to_string()));
-                        }
-                        (status, json!({"ok": false, "error": msg}))
-                    }
+                match r.exchange(method, &path, body.cloned(), timeout)? {
+                    Reply::Parsed(_, env) => relay_envelope(env).map(|(s, v)| Reply::Parsed(s, v)),
+                    oversized => Ok(oversized),
                 }
             }
-        };
-        if value.get("ok") == Some(&Value::Bool(true)) {
-            Ok(value)
-        } else {
-            let message = value
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown hub error")
-                .to_string();
-            Err(Error::Hub { status, message })
         }
+    }
+
+    /// What to say about an answer that was not parsed.
+    fn refused(&self, method: &str, path: &str, why: &str) -> String {
+        let from = match &self.transport {
+            Transport::Http { base_url } => base_url.clone(),
+            Transport::Relay(r) => format!("relay {}", r.spool.display()),
+        };
+        let path = path.split('?').next().unwrap_or(path);
+        format!("{from}: refused the answer to {method} {path} ({why})")
     }
 
     fn result(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
@@ -316,7 +323,24 @@ impl Client {
         let wait = self
             .timeout
             .max(Duration::from_secs_f64(timeout.max(0.0)) + Duration::from_secs(5));
-        let env = self.request("GET", &path, None, wait)?;
+        let env = match self.exchange("GET", &path, None, wait)? {
+            Reply::Parsed(status, value) => envelope_result(status, value)?,
+            // A page too big to parse may hold messages that each fit:
+            // read the first one alone (it is there, so without waiting).
+            Reply::Oversized { .. } if limit > 1 => {
+                return self.poll(0.0, channel, thread_id, exclude_self, 1);
+            }
+            Reply::Oversized { why, first_id } => {
+                let which = match first_id {
+                    Some(id) => format!("message {id}"),
+                    None => format!("the message after id {}", self.cursor),
+                };
+                return Err(Error::Protocol(format!(
+                    "{}; {which} cannot be read: poll from a later id to go past it",
+                    self.refused("GET", &path, &why)
+                )));
+            }
+        };
         let msgs: Vec<Message> =
             serde_json::from_value(env.get("result").cloned().unwrap_or(json!([])))?;
         if let Some(last) = msgs.iter().map(|m| m.id).max() {
@@ -575,11 +599,116 @@ impl Client {
     }
 }
 
+/// An answer as a transport brings it back.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Reply {
+    /// The HTTP status (0 for a relay's envelope) and the JSON.
+    Parsed(u16, Value),
+    /// Beyond [`ANSWER_LIMITS`], so never parsed: the limit, and the id
+    /// of the first message in it when one is seen.
+    Oversized { why: String, first_id: Option<i64> },
+}
+
+/// `{"ok": true}` is the envelope; anything else is a hub error.
+fn envelope_result(status: u16, value: Value) -> Result<Value> {
+    if value.get("ok") == Some(&Value::Bool(true)) {
+        return Ok(value);
+    }
+    let message = value
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown hub error")
+        .to_string();
+    Err(Error::Hub { status, message })
+}
+
+/// A relay's response envelope as an HTTP status and answer; a transport
+/// failure the relay (or our relay client) reports is an error.
+fn relay_envelope(env: Value) -> Result<(u16, Value)> {
+    let status = env.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
+    match env.get("body") {
+        Some(b @ Value::Object(_)) => Ok((status, b.clone())),
+        Some(b) if env.get("ok") == Some(&Value::Bool(true)) => {
+            Ok((status, json!({"ok": true, "result": b})))
+        }
+        _ => {
+            let msg = env
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("relay transport error");
+            if (597..=599).contains(&status)
+                || status == 500
+                || status == 400 && !env.get("body").is_some_and(Value::is_object)
+            {
+                return Err(Error::Transport(msg.to_string()));
+            }
+            Ok((status, json!({"ok": false, "error": msg})))
+        }
+    }
+}
+
+/// The id of the first message in an answer that cannot be parsed: the
+/// first `"id": <digits>` after `"result"` (a message's first field, in
+/// this hub's pages and the reference's), looked for in the first 64 KiB.
+/// Only for naming it in an error.
+pub(crate) fn first_message_id(body: &[u8]) -> Option<i64> {
+    let head = &body[..body.len().min(64 << 10)];
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let after_result = find(head, b"\"result\"")? + 8;
+    let rest = &head[after_result..];
+    let at = find(rest, b"\"id\"")? + 4;
+    let rest = &rest[at..];
+    let rest = rest
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
 fn fmt_secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s.fract() == 0.0 {
         format!("{s:.1}")
     } else {
         format!("{s}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_message_of_an_unreadable_page_is_named() {
+        let page = br#"{"ok": true, "result": [{"id": 42, "metadata": {"id": 7}}, {"id": 43}]}"#;
+        assert_eq!(first_message_id(page), Some(42));
+        let relayed = b"{\n  \"request_id\": \"x\",\n  \"body\": {\n    \"ok\": true,\n    \"result\": [\n      {\n        \"id\" :  17,";
+        assert_eq!(first_message_id(relayed), Some(17));
+        assert_eq!(first_message_id(br#"{"id": 5, "result": []}"#), None);
+        assert_eq!(
+            first_message_id(br#"{"result": {"session_id": "a"}}"#),
+            None
+        );
+        assert_eq!(first_message_id(b""), None);
+    }
+
+    #[test]
+    fn relay_envelopes_become_answers_or_transport_errors() {
+        let ok = json!({"ok": true, "status": 200, "body": {"ok": true, "result": 1}});
+        assert_eq!(
+            relay_envelope(ok).unwrap(),
+            (200, json!({"ok": true, "result": 1}))
+        );
+        let text = json!({"ok": true, "status": 200, "body": "plain"});
+        assert_eq!(
+            relay_envelope(text).unwrap(),
+            (200, json!({"ok": true, "result": "plain"}))
+        );
+        let timeout = json!({"ok": false, "status": 598, "error": "relay timed out"});
+        let e = relay_envelope(timeout).unwrap_err();
+        assert!(matches!(e, Error::Transport(_)), "{e:?}");
+        let e = envelope_result(404, json!({"ok": false, "error": "nope"})).unwrap_err();
+        assert_eq!(e.to_string(), "hub: nope (HTTP 404)");
     }
 }

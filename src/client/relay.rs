@@ -2,18 +2,31 @@
 //! runs inside the sandbox, writes request files in the reference's
 //! format, and waits for their answers (docs/PROTOCOL.md, "Relay spool
 //! format").
+//!
+//! Whoever else can write into the spool may plant anything where the
+//! answer is expected, so the answer is read the way the hub's relay
+//! reads requests (docs/SECURITY.md, "What a client reads"): below the
+//! spool root nothing is followed through a symlink, only a regular file
+//! is read, without blocking, and at most [`RESPONSE_MAX_BYTES`] of it;
+//! its JSON is parsed only within [`ANSWER_LIMITS`].
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::http::{ANSWER_LIMITS, MAX_RESPONSE_BYTES};
+use super::{Reply, first_message_id};
 use crate::error::{Error, Result};
 use crate::spool::safe_agent_id;
+use crate::sys::dir::{SpoolDir, is_refusal};
 use crate::wire::RelayRequest;
 
 /// How long our own relay client waits beyond the request's own timeout.
 pub const CLIENT_MARGIN: Duration = Duration::from_secs(10);
+
+/// The largest response file read (the HTTP client's body cap).
+pub const RESPONSE_MAX_BYTES: u64 = MAX_RESPONSE_BYTES as u64;
 
 /// A relay client for one agent (the reference `FileRelayClient`).
 #[derive(Debug, Clone)]
@@ -38,7 +51,9 @@ impl RelayClient {
     /// Writes a request file and waits up to `timeout` (plus a margin) for
     /// its response. Transport failures come back as envelopes with status
     /// 597 (spool write), 598 (timeout) or 500 (invalid response), exactly
-    /// as the reference client synthesises them.
+    /// as the reference client synthesises them; a response that is not a
+    /// regular file, is larger than [`RESPONSE_MAX_BYTES`] or beyond
+    /// [`ANSWER_LIMITS`] is an invalid response.
     pub fn call(
         &self,
         method: &str,
@@ -46,10 +61,38 @@ impl RelayClient {
         body: Option<Value>,
         timeout: Duration,
     ) -> Result<Value> {
-        let safe = safe_agent_id(&self.agent_id);
+        Ok(match self.send(method, path, body, timeout)? {
+            (_, Reply::Parsed(_, v)) => v,
+            (id, Reply::Oversized { why, .. }) => failure(
+                &id,
+                500,
+                &format!("relay produced invalid response payload: {why}"),
+                None,
+            ),
+        })
+    }
+
+    /// [`RelayClient::call`], telling an answer beyond [`ANSWER_LIMITS`]
+    /// apart (`Reply::Parsed` carries the envelope, with status 0).
+    pub(crate) fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        timeout: Duration,
+    ) -> Result<Reply> {
+        Ok(self.send(method, path, body, timeout)?.1)
+    }
+
+    /// Sends one request; its id and what came back.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        timeout: Duration,
+    ) -> Result<(String, Reply)> {
         let request_id = crate::ids::uuid4_hex();
-        let req_dir = self.spool.join("requests").join(&safe);
-        let resp_dir = self.spool.join("responses").join(&safe);
         let envelope = RelayRequest {
             request_id: request_id.clone(),
             agent_id: self.agent_id.clone(),
@@ -58,55 +101,104 @@ impl RelayClient {
             body,
             created_at: crate::time::now(),
         };
-        let written = std::fs::create_dir_all(&req_dir)
-            .and_then(|_| std::fs::create_dir_all(&resp_dir))
-            .map_err(Error::from)
-            .and_then(|_| {
-                let text = crate::wire::to_python_json(&envelope, true);
-                crate::paths::write_atomic(
-                    &req_dir.join(format!("{request_id}.json")),
-                    text.as_bytes(),
-                )
-            });
-        if let Err(e) = written {
-            return Ok(failure(
-                &request_id,
-                597,
-                &format!("relay spool write failed: {e}"),
-                None,
-            ));
-        }
-        let resp_path = resp_dir.join(format!("{request_id}.json"));
-        let deadline = Instant::now() + timeout + self.margin;
+        let name = format!("{request_id}.json");
+        let text = crate::wire::to_python_json(&envelope, true);
+        let responses = match self.write_request(&name, text.as_bytes()) {
+            Ok(dir) => dir,
+            Err(e) => {
+                let msg = format!("relay spool write failed: {e}");
+                let env = failure(&request_id, 597, &msg, None);
+                return Ok((request_id, Reply::Parsed(0, env)));
+            }
+        };
         let mut last_bad = None;
-        loop {
-            match std::fs::read(&resp_path) {
-                Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-                    Ok(v @ Value::Object(_)) => return Ok(v),
-                    Ok(other) => {
-                        return Ok(failure(
-                            &request_id,
-                            500,
-                            "relay produced invalid response payload",
-                            Some(other),
-                        ));
-                    }
-                    // A partial or unreadable file: retry until the deadline.
-                    Err(e) => last_bad = Some(e.to_string()),
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => last_bad = Some(e.to_string()),
-            }
-            if Instant::now() >= deadline {
-                let msg = match last_bad {
-                    Some(detail) => {
-                        format!("relay timed out waiting for response (last read error: {detail})")
-                    }
-                    None => "relay timed out waiting for response".to_string(),
-                };
-                return Ok(failure(&request_id, 598, &msg, None));
-            }
-            crate::notify::pause(self.poll_interval);
+        // The answer is a file another process (the relay) writes; no
+        // event of ours announces it, so look every `poll_interval` until
+        // the deadline.
+        let got = crate::notify::poll_until(timeout + self.margin, self.poll_interval, || {
+            read_answer(&responses, &name, &request_id, &mut last_bad)
+        });
+        let reply = got.unwrap_or_else(|| {
+            let msg = match last_bad {
+                Some(detail) => {
+                    format!("relay timed out waiting for response (last read error: {detail})")
+                }
+                None => "relay timed out waiting for response".to_string(),
+            };
+            Reply::Parsed(0, failure(&request_id, 598, &msg, None))
+        });
+        Ok((request_id, reply))
+    }
+
+    /// Writes the request file `name` into `requests/<agent>/` and returns
+    /// `responses/<agent>/`, both reached from the spool root without
+    /// following a symlink (the root itself is the operator's path).
+    fn write_request(&self, name: &str, bytes: &[u8]) -> Result<SpoolDir> {
+        let safe = safe_agent_id(&self.agent_id);
+        std::fs::create_dir_all(&self.spool)?;
+        let root = SpoolDir::open_root(&self.spool)?;
+        let agent_dir = |top: &str| {
+            root.open_or_create_subdir(top)
+                .and_then(|d| d.open_or_create_subdir(&safe))
+                .map_err(|e| Error::Io(with_context(e, &format!("{top}/{safe}"))))
+        };
+        let requests = agent_dir("requests")?;
+        let responses = agent_dir("responses")?;
+        requests.write_atomic(name, bytes)?;
+        Ok(responses)
+    }
+}
+
+/// `e`, saying which spool entry it is about.
+fn with_context(e: std::io::Error, what: &str) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// One look for the answer `name`: `None` while it is missing or not yet
+/// whole (a relay that writes in place), the reply once it is there or is
+/// something that can never become an answer.
+fn read_answer(
+    dir: &SpoolDir,
+    name: &str,
+    request_id: &str,
+    last_bad: &mut Option<String>,
+) -> Option<Reply> {
+    let refused = |why: String| {
+        let msg = format!("relay produced invalid response payload: {name} {why}");
+        Some(Reply::Parsed(0, failure(request_id, 500, &msg, None)))
+    };
+    let bytes = match dir.read_regular(name, RESPONSE_MAX_BYTES) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        // A symlink, FIFO, device or directory, or a file too big: no
+        // relay writes those, and waiting will not change them.
+        Err(e) if is_refusal(&e) || e.kind() == std::io::ErrorKind::FileTooLarge => {
+            return refused(e.to_string());
+        }
+        Err(e) => {
+            *last_bad = Some(e.to_string());
+            return None;
+        }
+    };
+    if let Some(why) = crate::wire::shape::over(&bytes, ANSWER_LIMITS) {
+        let first_id = first_message_id(&bytes);
+        return Some(Reply::Oversized { why, first_id });
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v @ Value::Object(_)) => Some(Reply::Parsed(0, v)),
+        Ok(other) => Some(Reply::Parsed(
+            0,
+            failure(
+                request_id,
+                500,
+                "relay produced invalid response payload",
+                Some(other),
+            ),
+        )),
+        // A partial or unreadable file: retry until the deadline.
+        Err(e) => {
+            *last_bad = Some(e.to_string());
+            None
         }
     }
 }

@@ -1,8 +1,9 @@
 /*!
 Platform glue: termination signals, process checks, detached spawning,
 descriptor limits, process identity and directory change events, plus
-[`dir`] (spool directories that are never left through a symlink) and
-[`memory`] (giving freed heap back after large requests).
+[`dir`] (spool directories that are never left through a symlink),
+[`memory`] (giving freed heap back after large requests) and
+[`file`] (small files read without following links, blocking or limit).
 Everything `unsafe` or `cfg`-split in the crate lives in this module and
 its children, behind safe functions.
 
@@ -11,6 +12,7 @@ functions it needs directly, so no Windows binding crate is pulled in.
 */
 
 pub mod dir;
+pub mod file;
 pub mod memory;
 
 use std::process::Command;

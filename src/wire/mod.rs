@@ -269,6 +269,9 @@ pub struct EnsureResult {
     pub url: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// Extension: what was noticed on the way (pidfiles not trusted).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub note: Option<String>,
 }
 
 /// Result of `arc stop` (docs/PROTOCOL.md, "stop").

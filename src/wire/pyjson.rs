@@ -170,6 +170,7 @@ mod tests {
             started: false,
             url: "http://x".into(),
             error: None,
+            note: None,
         };
         assert_eq!(
             to_python_json(&r, true),

@@ -6,6 +6,7 @@ mod compat;
 mod core;
 mod dashboard;
 mod hostile;
+mod hostile_client;
 mod hostile_proc;
 mod hostile_spool;
 mod hostile_spool2;
