@@ -244,7 +244,8 @@ mod tests {
         conn.configure(&limits);
         // Only Unix has another kind of connection.
         #[allow(irrefutable_let_patterns)]
-        let Connection::Tcp(s) = &conn else {
+        let Connection::Tcp(s) = &conn
+        else {
             panic!("a TCP listener accepts TCP connections")
         };
         assert!(s.nodelay().unwrap());
