@@ -23,7 +23,7 @@ open, unless `--force`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::client::{BaseUrl, Exchange, http_exchange};
 use crate::config::{self, HubConfig};
@@ -328,6 +328,11 @@ pub fn ensure(args: &EnsureArgs) -> Result<EnsureResult> {
     })
 }
 
+/// How often another process is checked on (started, answering,
+/// exited, closed a file): a probe of a port nobody listens on is refused
+/// at once, so this can be short.
+const PROCESS_POLL: Duration = Duration::from_millis(5);
+
 /// Waits for the hub `ensure` started to answer: its URL, or why not
 /// (it exited, or the timeout passed).
 fn wait_started(
@@ -339,8 +344,9 @@ fn wait_started(
     let base = config::client_url(&cfg.host, cfg.port);
     let pidfile = paths::pidfile_for(Path::new(&requested_storage(&cfg.storage)?));
     // The hub is another process and nothing it does wakes us: look
-    // every 50 ms until it answers or exits, at most `timeout`.
-    let outcome = crate::notify::poll_until(timeout, Duration::from_millis(50), || {
+    // often (a probe of a port nobody listens on is refused at once)
+    // until it answers or exits, at most `timeout`.
+    let outcome = crate::notify::poll_until(timeout, PROCESS_POLL, || {
         // With --port 0 the child's pidfile names the port it picked.
         let url = if cfg.port == 0 {
             match paths::read_trusted_pidfile(&pidfile, true) {
@@ -565,28 +571,22 @@ fn ask_to_stop(url: &str) -> std::result::Result<(), String> {
 /// Waits until the hub's process has exited (when its pid was verified)
 /// and its URL no longer answers.
 fn wait_gone(found: &Found, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
+    // Another process's exit wakes nobody here: it is polled.
+    crate::notify::poll_until(limit, PROCESS_POLL, || {
         let pid_gone = found.pidfile.as_ref().is_none_or(|(_, i)| {
             !crate::sys::pid_alive(i.pid)
                 || (found.started.is_some()
                     && crate::sys::process_start_time(i.pid) != found.started)
         });
-        if pid_gone && probe(&found.url) == Probe::Down {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        crate::notify::pause(Duration::from_millis(50));
-    }
+        (pid_gone && probe(&found.url) == Probe::Down).then_some(())
+    })
+    .is_some()
 }
 
 /// Waits (up to 5 s, for a hub that is still exiting) until no other
 /// process holds the database open; otherwise says who does.
 fn wait_unheld(db: &Path) -> Option<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let holders = || {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
         let mut pids = crate::sys::processes_holding(db);
@@ -594,23 +594,27 @@ fn wait_unheld(db: &Path) -> Option<String> {
         pids.sort_unstable();
         pids.dedup();
         let shm = crate::sys::sqlite_shm_in_use(db) == Some(true);
-        if pids.is_empty() && !shm {
-            return None;
-        }
-        if Instant::now() >= deadline {
-            let who = if pids.is_empty() {
-                "another process".to_string()
-            } else {
-                let list: Vec<String> = pids.iter().map(u32::to_string).collect();
-                format!("pid {}", list.join(", "))
-            };
-            return Some(format!(
-                "database {} is still open in {who} (a hub without a pidfile?); stop it first, or pass --force",
-                db.display()
-            ));
-        }
-        crate::notify::pause(Duration::from_millis(100));
+        (pids, shm)
+    };
+    // Other processes closing a file wake nobody here: it is polled.
+    let free = crate::notify::poll_until(Duration::from_secs(5), PROCESS_POLL, || {
+        let (pids, shm) = holders();
+        (pids.is_empty() && !shm).then_some(())
+    });
+    if free.is_some() {
+        return None;
     }
+    let (pids, _) = holders();
+    let who = if pids.is_empty() {
+        "another process".to_string()
+    } else {
+        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+        format!("pid {}", list.join(", "))
+    };
+    Some(format!(
+        "database {} is still open in {who} (a hub without a pidfile?); stop it first, or pass --force",
+        db.display()
+    ))
 }
 
 /// `arc reset`: stop, then delete the database and its WAL files, unless
@@ -654,14 +658,14 @@ pub fn reset(args: &LocateArgs) -> Result<ResetResult> {
         if !path.exists() {
             continue;
         }
-        // On Windows a file can stay locked for a moment after its process exits.
+        // On Windows a file can stay locked for a moment after its
+        // process exits, and nothing says when it is free: retry.
         let mut result = std::fs::remove_file(&path);
-        for _ in 0..20 {
-            if result.is_ok() || !path.exists() {
-                break;
-            }
-            crate::notify::pause(Duration::from_millis(100));
-            result = std::fs::remove_file(&path);
+        if result.is_err() && path.exists() {
+            crate::notify::poll_until(Duration::from_secs(2), Duration::from_millis(100), || {
+                result = std::fs::remove_file(&path);
+                (result.is_ok() || !path.exists()).then_some(())
+            });
         }
         if let Err(e) = result {
             let why = format!("failed to remove {}: {e}", path.display());
