@@ -89,6 +89,15 @@ impl Hub {
         } else {
             Ok(false)
         };
+        // The pidfile exists before the first answer, so whoever sees the
+        // hub answer (`arc ensure`, say) also finds its pidfile.
+        if cfg.pidfile {
+            let path = paths::pidfile_for(Path::new(&state.storage_path));
+            match paths::write_pidfile(&path, std::process::id(), addr.port(), &hub.url()) {
+                Ok(()) => hub.pidfile = Some(path),
+                Err(e) => state.log.log(&format!("pidfile write error: {e}")),
+            }
+        }
         for i in 0..cfg.workers {
             let (state, server) = (state.clone(), hub.server.clone());
             hub.threads
@@ -127,13 +136,6 @@ impl Hub {
             )),
             Ok(false) => {}
             Err(e) => state.log.log(&format!("relay error: {e}")),
-        }
-        if cfg.pidfile {
-            let path = paths::pidfile_for(Path::new(&state.storage_path));
-            match paths::write_pidfile(&path, std::process::id(), addr.port(), &hub.url()) {
-                Ok(()) => hub.pidfile = Some(path),
-                Err(e) => state.log.log(&format!("pidfile write error: {e}")),
-            }
         }
         Ok(hub)
     }
