@@ -280,6 +280,12 @@ fn canned_refusal(state: &State, message: &str) -> Vec<u8> {
 }
 
 /// Binds `host:port`, trying every address the name resolves to.
+/// Connections the kernel may hold for us before we accept them. The
+/// standard library listens with 128; a thousand agents reconnecting at
+/// once would overflow that, and an overflowing queue resets connections
+/// their clients already think are open.
+const LISTEN_BACKLOG: i32 = 4096;
+
 fn bind(host: &str, port: u16) -> Result<TcpListener> {
     use std::net::ToSocketAddrs;
     let target = format!("{}:{port}", config::bracket(host));
@@ -290,7 +296,10 @@ fn bind(host: &str, port: u16) -> Result<TcpListener> {
     let mut last = None;
     for a in &addrs {
         match TcpListener::bind(a) {
-            Ok(l) => return Ok(l),
+            Ok(l) => {
+                crate::sys::widen_backlog(&l, LISTEN_BACKLOG);
+                return Ok(l);
+            }
             Err(e) => last = Some(e),
         }
     }

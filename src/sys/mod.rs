@@ -40,6 +40,24 @@ pub fn connection_budget() -> usize {
     usize::MAX
 }
 
+/// Lets up to `backlog` connections wait to be accepted (the kernel caps
+/// it at its own `somaxconn`). On Unix, `listen` on a listening socket
+/// only changes its queue length; elsewhere the standard library's queue
+/// stays.
+pub fn widen_backlog(listener: &std::net::TcpListener, backlog: i32) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: listen on a descriptor the listener owns, kept open by
+        // the borrow for the duration of the call.
+        unsafe {
+            libc::listen(listener.as_raw_fd(), backlog);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (listener, backlog);
+}
+
 /// Raises the soft open-file limit to the hard limit (Unix), since every
 /// connection costs two descriptors.
 pub fn raise_fd_limit() {
@@ -622,6 +640,34 @@ impl DirEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_listening_queue_is_widened() {
+        // Read back from the kernel: `ss` reports a listening socket's
+        // queue limit as its Send-Q.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let queue = || -> Option<u64> {
+            let out = Command::new("ss")
+                .args(["-ltnH", &format!("sport = :{port}")])
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.split_whitespace().nth(2)?.parse().ok()
+        };
+        let Some(before) = queue() else {
+            eprintln!("skipping: `ss` is not available");
+            return;
+        };
+        assert_eq!(before, 128, "the standard library's default");
+        widen_backlog(&l, 1024);
+        let somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4096);
+        assert_eq!(queue(), Some(1024.min(somaxconn)));
+    }
 
     #[test]
     fn our_own_pid_is_alive() {

@@ -209,3 +209,41 @@ fn acknowledged_posts_survive_kill_9_during_a_burst() {
     );
     assert!(acked.len() >= 300);
 }
+
+#[test]
+fn a_thousand_connections_opened_at_once_are_all_served() {
+    // Defect: the listening queue held 128 connections; a thousand agents
+    // reconnecting at once overflowed it, and the kernel reset
+    // connections their clients already had open (or left them waiting
+    // a second for a retransmitted handshake).
+    let h = TestHub::start_with(|c| c.max_connections = 4096);
+    let addr = h.hub().addr();
+    let host = format!("127.0.0.1:{}", addr.port());
+    let mut conns = Vec::new();
+    for _ in 0..1000 {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        conns.push(s);
+    }
+    let mut failed = Vec::new();
+    for (i, s) in conns.iter_mut().enumerate() {
+        let sent = write!(
+            s,
+            "GET /v1/hub-info HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        );
+        match sent
+            .map_err(|e| e.to_string())
+            .and_then(|()| read_response(&mut *s, false).map_err(|e| e.to_string()))
+        {
+            Ok(r) if r.status == 200 => {}
+            Ok(r) => failed.push((i, format!("status {}", r.status))),
+            Err(e) => failed.push((i, e)),
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 1000 failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
