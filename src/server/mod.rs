@@ -63,7 +63,17 @@ impl Hub {
         let listener = bind(&cfg.host, cfg.port)?;
         let addr = listener.local_addr()?;
         state.port.store(addr.port(), Ordering::SeqCst);
-        let server = tiny_http::Server::with_limits(listener, http_limits(&state))
+        let limits = http_limits(&state);
+        // Connection threads are reused: a connection costs a thread only
+        // while it is open, and a thousand short-lived ones a second cost
+        // no thread creations once the pool is warm.
+        let pool = crate::notify::Pool::new("http-conn", limits.connection_stack, CONN_IDLE);
+        let spawn: tiny_http::Spawner = Arc::new(move |job| {
+            // A job that cannot run is dropped with its socket: the client
+            // sees its connection closed.
+            let _ = pool.run(job);
+        });
+        let server = tiny_http::Server::with_spawner(listener, limits, spawn)
             .map_err(|e| Error::Config(format!("cannot start HTTP server: {e}")))?;
         let mut hub = Hub {
             state: state.clone(),
@@ -280,6 +290,10 @@ fn canned_refusal(state: &State, message: &str) -> Vec<u8> {
 }
 
 /// Binds `host:port`, trying every address the name resolves to.
+/// How long an idle connection thread waits for another connection
+/// before it exits.
+const CONN_IDLE: Duration = Duration::from_secs(10);
+
 /// Connections the kernel may hold for us before we accept them. The
 /// standard library listens with 128; a thousand agents reconnecting at
 /// once would overflow that, and an overflowing queue resets connections

@@ -298,11 +298,16 @@ impl Store {
     /// Runs `f` as one member of a group commit (see `group.rs`): inside
     /// `BEGIN IMMEDIATE`, in a savepoint of its own, expiring due sessions
     /// first. Returns once the transaction holding it has committed. The
-    /// database files are checked before and after: a write is only
-    /// acknowledged once it is committed into the file the hub opened.
+    /// database files are checked before a batch opens and after it
+    /// commits: a write is only acknowledged once it is committed into the
+    /// file the hub opened.
     fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        self.check_files()?;
         let mut g = self.conn.lock_to_write();
+        // The files are checked when a batch opens and after it commits;
+        // writers joining an open batch rely on those two checks.
+        if g.batch.is_none() {
+            self.check_files()?;
+        }
         let outcome = g.join()?;
         let (result, out) = self.run_member(&mut g, f);
         if let (Ok(Ok(_)), Some(batch)) = (&result, g.batch.as_mut()) {

@@ -1,6 +1,6 @@
 //! A 1,000-agent simulation. Agents form 50 teams of 20, each team with a
 //! channel. 900 agents hold a long-poll on `/v1/events` for their team's
-//! channel and 100 hold an SSE stream on it. Poster threads send about
+//! channel and 100 hold an SSE stream on it. Poster threads (25, each on its own connection) send about
 //! 500 messages a second for the run (80% team broadcasts, 20% direct
 //! messages to a teammate, posted in the team's channel), and 50 agents
 //! claim and release work and lock and unlock files the whole time.
@@ -26,7 +26,7 @@ const AGENTS: usize = 1000;
 const TEAM: usize = 20;
 const STREAMS: usize = 100;
 const RATE: f64 = 500.0;
-const POSTERS: usize = 10;
+const POSTERS: usize = 25;
 const LEASERS: usize = 50;
 
 fn team_of(agent: usize) -> usize {
@@ -172,9 +172,10 @@ pub fn run(dir: &Path, quick: bool) {
     );
     let (ok, failed) = *run.leases.lock().unwrap();
     println!(
-        "{:<58} {} messages, {deliveries} deliveries: missed {missed} ({missed_by_streams} by streams), twice {}, unexpected {unexpected} (target 0); {} stream reconnects; lease ops {ok} ok, {failed} failed",
+        "{:<58} {} messages ({:.0}/s of {RATE} offered), {deliveries} deliveries: missed {missed} ({missed_by_streams} by streams), twice {}, unexpected {unexpected} (target 0); {} stream reconnects; lease ops {ok} ok, {failed} failed",
         "sim: delivery",
         expected.len(),
+        expected.len() as f64 / secs as f64,
         run.duplicates.lock().unwrap(),
         run.reconnects.lock().unwrap(),
     );

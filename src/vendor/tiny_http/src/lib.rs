@@ -142,6 +142,10 @@ mod util;
 /// the reading part of all the client's connections. Requests that have
 /// already been returned by the `recv()` function will not close and the
 /// responses will be transferred to the client.
+/// Runs one connection's loop (a job that may block for as long as the
+/// connection lives) on some thread; a job it cannot run is dropped.
+pub type Spawner = Arc<dyn Fn(Box<dyn FnOnce() + Send + 'static>) + Send + Sync>;
+
 pub struct Server {
     // should be false as long as the server exists
     // when set to true, all the subtasks will close within a few hundreds ms
@@ -233,10 +237,31 @@ impl Server {
         Self::with_limits(listener, Limits::default())
     }
 
-    /// Builds a server on `listener` that enforces `limits`.
+    /// Builds a server on `listener` that enforces `limits`, with a new
+    /// thread for every connection.
     pub fn with_limits<L: Into<Listener>>(
         listener: L,
         limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let stack = limits.connection_stack;
+        let spawn: Spawner = Arc::new(move |job| {
+            // If no thread can be started, the job (and with it the
+            // socket) is dropped: the client sees its connection closed.
+            let _ = thread::Builder::new()
+                .name("http-conn".into())
+                .stack_size(stack)
+                .spawn(job);
+        });
+        Self::with_spawner(listener, limits, spawn)
+    }
+
+    /// Builds a server on `listener` that enforces `limits` and runs each
+    /// connection through `spawn` (an addition of this copy), so an
+    /// application can serve connections from a pool of reused threads.
+    pub fn with_spawner<L: Into<Listener>>(
+        listener: L,
+        limits: Limits,
+        spawn: Spawner,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         let local_addr = listener.local_addr()?;
@@ -250,6 +275,7 @@ impl Server {
             budget,
             reply_budget: reply_budget.clone(),
             limits: Arc::new(limits),
+            spawn,
             close: close_trigger.clone(),
             messages: messages.clone(),
             connections: connections.clone(),
@@ -346,6 +372,7 @@ impl Server {
 /// reported once through `recv()` and retried after a growing pause.
 struct Acceptor {
     listener: Listener,
+    spawn: Spawner,
     budget: Arc<util::Budget>,
     reply_budget: Arc<util::Budget>,
     limits: Arc<Limits>,
@@ -403,31 +430,26 @@ impl Acceptor {
         let budget = self.budget.clone();
         let reply_budget = self.reply_budget.clone();
         let messages = self.messages.clone();
-        // If no thread can be started, the closure (and with it the
-        // socket) is dropped: the client sees its connection closed at once.
-        let _ = thread::Builder::new()
-            .name("http-conn".into())
-            .stack_size(limits.connection_stack)
-            .spawn(move || {
-                let _slot = slot;
-                let mut client = ClientConnection::new(
-                    write_closable,
-                    read_closable,
-                    limits.clone(),
-                    budget,
-                    reply_budget,
-                );
-                while let Some(rq) = client.next() {
-                    if let Err(Message::NewRequest(rq)) = messages.push(rq.into()) {
-                        // The server is shutting down: nobody will serve it.
-                        rq.respond_raw(&limits.closing_response);
-                    }
-                    if !client.deliver() {
-                        break;
-                    }
+        (self.spawn)(Box::new(move || {
+            let _slot = slot;
+            let mut client = ClientConnection::new(
+                write_closable,
+                read_closable,
+                limits.clone(),
+                budget,
+                reply_budget,
+            );
+            while let Some(rq) = client.next() {
+                if let Err(Message::NewRequest(rq)) = messages.push(rq.into()) {
+                    // The server is shutting down: nobody will serve it.
+                    rq.respond_raw(&limits.closing_response);
                 }
-                client.linger();
-            });
+                if !client.deliver() {
+                    break;
+                }
+            }
+            client.linger();
+        }));
     }
 }
 
