@@ -129,13 +129,16 @@ fn split_target(url: &str) -> (&str, &str) {
     url.split_once('?').unwrap_or((url, ""))
 }
 
+/// Parks a long-poll on its connection's own thread (which would only
+/// wait for the answer anyway), so it holds no worker and no thread of
+/// its own.
 fn park(state: &Arc<State>, rq: tiny_http::Request, w: api::Wait) {
     let slot = match state.reserve_parked(w.agent.as_deref()) {
         Ok(slot) => slot,
         Err(e) => return respond(state, rq, Reply::from_error(&e)),
     };
     let st = state.clone();
-    let spawned = state.pool.run(move || {
+    rq.defer(move |rq| {
         let reply = catch_unwind(AssertUnwindSafe(|| api::finish_wait(&st, w)))
             .unwrap_or_else(|_| Reply::error(500, "internal error: long-poll panicked"));
         // No longer parked: free the slot before answering, so a client
@@ -143,9 +146,6 @@ fn park(state: &Arc<State>, rq: tiny_http::Request, w: api::Wait) {
         drop(slot);
         respond(&st, rq, reply);
     });
-    if let Err(e) = spawned {
-        state.log.log(&format!("cannot park a long-poll: {e}"));
-    }
 }
 
 fn stream(state: &Arc<State>, rq: tiny_http::Request, s: crate::api::Stream) {

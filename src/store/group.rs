@@ -42,6 +42,10 @@ pub(super) type Outcome = Watch<Option<std::result::Result<(), String>>>;
 pub(super) struct Batch {
     pub(super) opened: Instant,
     pub(super) members: usize,
+    /// The second whose expiry this transaction has already run (expiry
+    /// compares whole seconds, so running it again within the same
+    /// second finds nothing new).
+    pub(super) expired_at: Option<i64>,
     /// What the members that succeeded produced, in the order they ran.
     pub(super) out: Committed,
     pub(super) outcome: Arc<Outcome>,
@@ -111,6 +115,7 @@ impl Conn {
             self.batch = Some(Batch {
                 opened: Instant::now(),
                 members: 0,
+                expired_at: None,
                 out: Committed::default(),
                 outcome: Arc::new(Watch::new(None)),
             });

@@ -342,6 +342,7 @@ impl Store {
             return (Ok(Err(e.into())), Committed::default());
         }
         let now_s = time::now_secs();
+        let expired = g.batch.as_ref().and_then(|b| b.expired_at) == Some(now_s);
         let mut ctx = Tx {
             tx: &g.c,
             now_s,
@@ -350,7 +351,9 @@ impl Store {
             out: Committed::default(),
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            ctx.expire_due()?;
+            if !expired {
+                ctx.expire_due()?;
+            }
             f(&mut ctx)
         }));
         let out = std::mem::take(&mut ctx.out);
@@ -361,7 +364,11 @@ impl Store {
                     g.undo_member();
                     return (Ok(Err(e.into())), Committed::default());
                 }
+                if let Some(b) = g.batch.as_mut() {
+                    b.expired_at = Some(now_s);
+                }
             }
+            // The member's expiry was rolled back with it.
             _ => g.undo_member(),
         }
         (result, out)

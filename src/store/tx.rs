@@ -83,14 +83,6 @@ impl Tx<'_> {
         thread_id: Option<&str>,
         metadata: &Map<String, Value>,
     ) -> Result<Message> {
-        let next: i64 = self.tx.one(
-            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0), COALESCE((SELECT MAX(id) FROM messages), 0)) + 1",
-            [],
-            |r| r.get(0),
-        )?;
-        if next > MAX_MESSAGE_ID {
-            return Err(Error::internal("message id space exhausted (2^53 - 1)"));
-        }
         self.tx.run(
             "INSERT INTO messages(ts, from_agent, to_agent, channel, kind, body, attachments_json, reply_to, thread_id, metadata_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
@@ -107,6 +99,11 @@ impl Tx<'_> {
             ],
         )?;
         let id = self.tx.last_insert_rowid();
+        // Past the cap the insert is refused; the writer's savepoint rolls
+        // it back, so nothing past the cap is ever stored.
+        if id > MAX_MESSAGE_ID {
+            return Err(Error::internal("message id space exhausted (2^53 - 1)"));
+        }
         let msg = Message {
             id,
             ts: self.now.clone(),

@@ -1,10 +1,16 @@
-"""Wake latency and relay round trip, the reference hub against ours.
+"""The reference hub against ours, side by side.
 
 Prints figures only (no assertions). Run from the interop venv, which has
 the reference installed (tests/run.sh creates it):
 
     cargo build --release
     ARC_BIN=target/release/arc target/interop-venv/bin/python tests/bench/vs_reference.py
+
+First, with Python clients against both hubs: wake latency and the relay
+round trip. Then the request-path sections of `cargo bench --bench bench`
+(page, post, close, threads, release, start), whose Rust load generator
+drives both hubs when ARC_REFERENCE_PYTHON names this interpreter; pass
+`--no-cargo` to skip that part, or `quick` for its short run.
 
 Each hub gets its own temp dir and port on 127.0.0.1. Wake latency: a
 /v1/events long-poll is parked, then a message is posted; the figure is
@@ -55,3 +61,10 @@ def run(cmd, label):
     print(f"{label:10} wake p50 {q(lat)[0]:7.1f} ms p95 {q(lat)[1]:7.1f} ms | relay p50 {q(rt)[0]:7.1f} ms p95 {q(rt)[1]:7.1f} ms")
 run([sys.executable,"-m","arc"],"reference")
 run([os.environ["ARC_BIN"]],"arc-rs")
+if "--no-cargo" not in sys.argv:
+    env = dict(os.environ, ARC_REFERENCE_PYTHON=sys.executable)
+    sections = ["page", "post", "close", "threads", "release", "start"]
+    extra = ["quick"] if "quick" in sys.argv else []
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.stdout.flush()
+    subprocess.run(["cargo", "bench", "--bench", "bench", "--"] + sections + extra, cwd=root, env=env, check=False)

@@ -361,3 +361,52 @@ fn mcp_stops_soon_after_stdin_closes_during_a_long_call() {
     assert!(status.is_some(), "still running 10 s after stdin closed");
     assert!(took < Duration::from_secs(3), "took {took:?}");
 }
+
+#[test]
+fn a_parked_long_poll_costs_one_thread_its_connections() {
+    // Each parked long-poll waits on its connection's own thread, which
+    // would only wait for the answer anyway: no second thread per request
+    // (two per request made 1,000 parked long-polls cost 73 MB).
+    let s = Site::new();
+    let hub = Foreground::start(s.path(), s.port, "arc.sqlite3", &["--no-relay"]);
+    let pid = hub.child.id();
+    let Some(before) = status_kb(pid, "Threads:") else {
+        eprintln!("skipping: no /proc here");
+        return;
+    };
+    let n = 100;
+    let polls: Vec<TcpStream> = (0..n)
+        .map(|i| {
+            let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            write!(
+                c,
+                "GET /v1/events?agent_id=p{i}&since_id=999999&timeout=20 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+                s.port
+            )
+            .unwrap();
+            c
+        })
+        .collect();
+    // Every connection has its thread once the count reaches before + n;
+    // a parked request that took a second thread would add it at once,
+    // so the count must then hold still (checked over 300 ms).
+    eventually(Duration::from_secs(20), "a thread per connection", || {
+        (status_kb(pid, "Threads:")? >= before + n as u64).then_some(())
+    });
+    let settled = |t: u64| {
+        std::thread::sleep(Duration::from_millis(300));
+        (status_kb(pid, "Threads:")? == t).then_some(t)
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the thread count to settle",
+        || settled(status_kb(pid, "Threads:")?),
+    );
+    let during = status_kb(pid, "Threads:").unwrap();
+    assert!(
+        during <= before + n as u64 + 8,
+        "{before} threads before, {during} with {n} parked long-polls"
+    );
+    drop(polls);
+}

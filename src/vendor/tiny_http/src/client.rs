@@ -420,7 +420,13 @@ impl ClientConnection {
         let Some(rx) = self.pending.take() else {
             return true;
         };
-        match rx.recv() {
+        let mut next = rx.recv();
+        // A deferred job answers the request through the same slot.
+        while let Ok(Outgoing::Run(job)) = next {
+            job();
+            next = rx.recv();
+        }
+        match next {
             Ok(Outgoing::Bytes { data, close, share }) => {
                 let written = match self.writer.as_mut() {
                     Some(w) => w.write_all(&data).and_then(|_| w.flush()).is_ok(),
@@ -439,6 +445,7 @@ impl ClientConnection {
                 }
                 false
             }
+            Ok(Outgoing::Run(_)) => unreachable!("deferred jobs are run above"),
             Err(_) => {
                 self.shared.close();
                 false

@@ -343,6 +343,27 @@ impl Request {
         }
     }
 
+    /// Hands this request to its connection's own thread, which runs
+    /// `job` with it (an addition of this copy): an answer that must wait
+    /// for something waits on the thread that is waiting for it anyway,
+    /// and no application thread is held. `job` must answer the request
+    /// (dropping it answers 500). It may not take the socket over
+    /// (`into_writer`): the thread it runs on is the one that would
+    /// hand the socket over.
+    pub fn defer(self, job: impl FnOnce(Request) + Send + 'static) {
+        match self.reply.clone() {
+            Some(reply) => {
+                let run = Outgoing::Run(Box::new(move || job(self)));
+                if let Err(std::sync::mpsc::SendError(Outgoing::Run(run))) = reply.send(run) {
+                    // The connection is gone: run it here (its answer
+                    // goes nowhere, but the job still finishes).
+                    run();
+                }
+            }
+            None => job(self),
+        }
+    }
+
     /// Sends a response to this request.
     ///
     /// In this copy the response is serialized here and written by the

@@ -21,6 +21,9 @@ pub enum Outgoing {
     /// The application takes the socket's write side over (a stream):
     /// the connection thread sends it on this channel and reads no more.
     Handover(SyncSender<Box<dyn Write + Send>>),
+    /// A job to run on the connection thread itself, which answers the
+    /// request (an answer that must wait, waits there).
+    Run(Box<dyn FnOnce() + Send>),
 }
 
 /// A one-response channel.
