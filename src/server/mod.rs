@@ -9,9 +9,10 @@ Threads, and who owns what:
   answer: no other thread touches a client socket;
 * `workers` threads that take requests from tiny_http and run the edge
   ([`crate::edge::serve`]) and the handlers. Short requests finish there;
-* one small-stack thread per parked long-poll or SSE stream, created only
-  when a request must wait, so a parked request never occupies a worker;
-  the number of them is capped hub-wide (503) and per agent (429);
+* a parked long-poll goes back to its own connection thread
+  (`Request::defer`) and waits there; an SSE stream gets a small-stack
+  thread from `notify::Pool`. Neither occupies a worker, and their number
+  is capped hub-wide (503) and per agent (429);
 * timers: presence expiry (sleeps until the earliest session could
   expire), the foreign-commit watcher (runs only while someone waits),
   and the shutdown countdown when armed.
