@@ -13,16 +13,18 @@ pool, one SQLite connection behind a mutex, and condition variables for
 long-polls and server-sent events. Blocking I/O keeps the code auditable
 and the dependency tree small; see `docs/ARCHITECTURE.md`.
 
-Module map:
+Module map (docs/ARCHITECTURE.md has the full one):
 
 * [`cli`] parses the command line and runs a subcommand.
-* [`hub`] binds, runs workers and timers, and stops gracefully.
-* [`api`] routes requests to handlers; [`sse`] runs event streams.
+* [`server`] binds, runs workers and timers, and stops gracefully;
+  [`edge`] turns a tiny_http request into a handler call and back.
+* [`api`] routes requests to handlers; [`state`] is what they share.
 * [`store`] holds every SQL statement; [`notify`] is where threads park.
 * [`wire`] has the JSON shapes; [`input`] reads query strings and bodies.
 * [`client`] talks to a hub over HTTP or the file relay; [`relay`] serves
   the spool; [`mcp`] is the stdio MCP server; [`smoke`] the smoke agent;
-  [`lifecycle`] implements `ensure`, `stop` and `reset`.
+  [`lifecycle`] implements `ensure`, `stop` and `reset`; [`wake`] the
+  harness hooks and `arc watch`.
 */
 
 pub mod api;
@@ -46,6 +48,7 @@ pub mod state;
 pub mod store;
 pub mod sys;
 pub mod time;
+pub mod wake;
 pub mod wire;
 
 pub use config::HubConfig;

@@ -43,6 +43,8 @@ pub enum Key {
     Thread(String),
     /// Direct messages to one agent.
     Recipient(String),
+    /// A newer hook waiter of one agent took over (docs/WAKE.md).
+    Waiter(String),
 }
 
 /// The routing facts of an inserted message, for waking waiters.

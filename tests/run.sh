@@ -40,6 +40,8 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
+# The wake recipes of docs/WAKE.md drive a real tmux.
+command -v tmux >/dev/null || apt_install tmux
 cargo test --workspace --locked --all-targets
 
 step "windows: clippy on the cfg(windows) code (x86_64-pc-windows-gnu)"

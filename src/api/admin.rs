@@ -17,6 +17,7 @@ pub(super) fn dashboard(_: &Arc<State>, _: &Call) -> Result<Outcome> {
         status: 200,
         content_type: "text/html; charset=utf-8",
         body: crate::dashboard::HTML.as_bytes().to_vec(),
+        delivers: None,
     }
     .into())
 }
@@ -37,6 +38,7 @@ fn asset(name: &str) -> Reply {
             status: 200,
             content_type,
             body: text.as_bytes().to_vec(),
+            delivers: None,
         },
         None => Reply::error(404, "not found"),
     }

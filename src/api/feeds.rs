@@ -11,10 +11,9 @@ use super::{Call, Outcome, Reply};
 use crate::error::{Error, Result};
 use crate::notify::{Key, Subscription, Wake};
 use crate::state::State;
-use crate::store::{EventQuery, FeedQuery, Freshness, PAGE_MAX_BYTES};
+use crate::store::{DeliveryScope, EventQuery, FeedQuery, Freshness, PAGE_MAX_BYTES};
 use crate::wire;
 
-/// A parked long-poll.
 /// A parked long-poll.
 pub struct Wait {
     pub kind: WaitKind,
@@ -31,6 +30,39 @@ pub enum WaitKind {
     Events(EventQuery),
     Feed(FeedQuery),
     Inbox(String, FeedQuery),
+    /// A hook waiting for something to surface (`api/delivery.rs`).
+    Surface(super::delivery::SurfaceReq),
+}
+
+impl WaitKind {
+    /// Whose delivered mark the answer moves, and which one.
+    fn delivers(&self) -> Option<(&str, DeliveryScope)> {
+        match self {
+            WaitKind::Events(q) if q.thread_id.is_none() => match q.channels.as_slice() {
+                [] => Some((&q.agent_id, DeliveryScope::All)),
+                [ch] => Some((&q.agent_id, DeliveryScope::Channel(ch.clone()))),
+                _ => None,
+            },
+            WaitKind::Inbox(agent, _) => Some((agent, DeliveryScope::Dm)),
+            _ => None,
+        }
+    }
+}
+
+/// The answer to a feed, with the delivered mark it moves once sent.
+fn feed_reply(kind: &WaitKind, rows: Vec<wire::Message>) -> Reply {
+    let delivers = match (kind.delivers(), rows.last()) {
+        (Some((agent, scope)), Some(last)) => Some(super::Delivers {
+            agent: agent.to_string(),
+            scope,
+            last_id: last.id,
+        }),
+        _ => None,
+    };
+    Reply {
+        delivers,
+        ..Reply::ok(rows)
+    }
 }
 
 /// Seconds between presence refreshes while a long-poll waits
@@ -136,6 +168,7 @@ fn run_query(s: &State, kind: &WaitKind, fresh: Freshness) -> Result<Vec<wire::M
         WaitKind::Events(q) => s.store.events_with(q, fresh),
         WaitKind::Feed(q) => s.store.feed_with(q, None, fresh),
         WaitKind::Inbox(agent, q) => s.store.feed_with(q, Some(agent), fresh),
+        WaitKind::Surface(_) => Ok(Vec::new()),
     }
 }
 
@@ -164,7 +197,7 @@ fn start_wait(
                     s.store.touch(a)?;
                 }
             }
-            Ok(Reply::ok(rows).into())
+            Ok(feed_reply(&kind, rows).into())
         }
     }
 }
@@ -172,6 +205,9 @@ fn start_wait(
 /// Runs a parked long-poll to completion: re-query on every wake, refresh
 /// presence on schedule, answer at the first rows, the deadline, or shutdown.
 pub fn finish_wait(s: &State, mut w: Wait) -> Reply {
+    if matches!(w.kind, WaitKind::Surface(_)) {
+        return super::delivery::finish(s, w);
+    }
     let every = touch_interval(s.config.presence_ttl_sec);
     let mut next_touch = Instant::now() + every;
     // The wait began with a touch; timestamps have one-second precision, so
@@ -209,7 +245,7 @@ pub fn finish_wait(s: &State, mut w: Wait) -> Reply {
         _ => Ok(()),
     };
     match result.and_then(|rows| touched.map(|_| rows)) {
-        Ok(rows) => Reply::ok(rows),
+        Ok(rows) => feed_reply(&w.kind, rows),
         Err(e) => Reply::from_error(&e),
     }
 }

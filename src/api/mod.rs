@@ -10,11 +10,13 @@ order and the words given there.
 Files: `routes.rs` (the table: every route once, as data), `sessions.rs`
 (sessions, agents, bootstrap, channels), `messages.rs` (posting),
 `feeds.rs` (feeds and long-polls), `leases.rs` (claims and locks),
-`tasks.rs` (tasks and threads), `admin.rs` (hub-info, shutdown, network,
+`tasks.rs` (tasks and threads), `delivery.rs` (delivery marks, dead
+letters, surfacing for hooks), `admin.rs` (hub-info, shutdown, network,
 the dashboard), `stream.rs` (server-sent events).
 */
 
 mod admin;
+mod delivery;
 mod feeds;
 mod leases;
 mod messages;
@@ -63,6 +65,17 @@ pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// The delivered mark this answer moves, recorded once it is handed
+    /// to the connection ([`Reply::answered`]), off the answer's path.
+    pub delivers: Option<Delivers>,
+}
+
+/// A feed's answer handed messages up to `last_id` to `agent`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivers {
+    pub agent: String,
+    pub scope: crate::store::DeliveryScope,
+    pub last_id: i64,
 }
 
 impl Reply {
@@ -71,6 +84,14 @@ impl Reply {
             status,
             content_type: "application/json",
             body: body.into_bytes(),
+            delivers: None,
+        }
+    }
+
+    /// Call once the answer was handed over: records what it delivered.
+    pub fn answered(state: &State, delivers: Option<Delivers>) {
+        if let Some(d) = delivers {
+            delivery::record(state, &d.agent, Some(d.scope), Some(d.last_id));
         }
     }
 

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::{Call, Outcome, admin, feeds, leases, messages, sessions, stream, tasks};
+use super::{Call, Outcome, admin, delivery, feeds, leases, messages, sessions, stream, tasks};
 use crate::error::Result;
 use crate::input;
 use crate::state::State;
@@ -55,6 +55,9 @@ routes! {
     "GET" "/v1/shutdown" false admin::shutdown_status => "a pending shutdown, if any";
     "GET" "/v1/bootstrap" false sessions::bootstrap => "what an agent needs to start";
     "GET" "/v1/stream" false stream::open => "server-sent events for one agent";
+    "GET" "/v1/agents/{agent_id}/pending" false delivery::pending => "what an agent has not been delivered, shown or read yet";
+    "GET" "/v1/messages/{message_id:digits}/deliveries" false delivery::deliveries => "a message's state for each recipient";
+    "GET" "/v1/deliveries/dead" false delivery::dead => "direct messages to ids that never had a session";
     "POST" "/v1/sessions" true sessions::create => "register an agent";
     "POST" "/v1/sessions/{agent_id}/rename" true sessions::rename => "change an agent's display name";
     "POST" "/v1/channels" true sessions::create_channel => "create a channel";
@@ -69,6 +72,9 @@ routes! {
     "POST" "/v1/shutdown" true admin::shutdown => "arm a shutdown";
     "POST" "/v1/shutdown/cancel" true admin::shutdown_cancel => "cancel a pending shutdown";
     "POST" "/v1/network" true admin::network => "switch remote access";
+    "POST" "/v1/agents/{agent_id}/read" true delivery::read => "an agent read everything up to an id";
+    "POST" "/v1/agents/{agent_id}/surface" true delivery::surface => "take what is not yet shown to an agent's model (hooks; may wait)";
+    "POST" "/v1/agents/{agent_id}/surfaced" true delivery::surfaced => "mark messages shown to an agent's model";
     "DELETE" "/v1/sessions/{session_id}" false sessions::close => "close a session";
 }
 
@@ -230,6 +236,7 @@ mod tests {
             let path = r
                 .pattern
                 .replace("{task_id:digits}", "7")
+                .replace("{message_id:digits}", "7")
                 .replace("{thread_id}", "t")
                 .replace("{agent_id}", "a")
                 .replace("{session_id}", "s");

@@ -169,7 +169,17 @@ fn send_backlog(s: &State, st: &mut Stream, f: &mut Framer) -> std::result::Resu
             st.cursor = st.cursor.max(m.id);
         }
         return match f.send(&payload) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                // Written to the peer: delivered (a multi-channel stream
+                // covers no single scope, so it moves no mark).
+                let scope = match st.channels.as_slice() {
+                    [] => Some(crate::store::DeliveryScope::All),
+                    [ch] => Some(crate::store::DeliveryScope::Channel(ch.clone())),
+                    _ => None,
+                };
+                super::delivery::record(s, &st.agent_id, scope, Some(st.cursor));
+                Ok(true)
+            }
             Err(_) => Err(Stop::End),
         };
     }

@@ -167,6 +167,9 @@ pub fn poll(c: &mut Client, a: &PollArgs) -> Result<()> {
     for m in &msgs {
         println!("{}", to_python_json(m, false));
     }
+    if let Some(last) = msgs.last() {
+        c.mark_read(last.id);
+    }
     if let Some(path) = &a.cursor_file {
         crate::paths::write_atomic(path, c.cursor.to_string().as_bytes())?;
     }

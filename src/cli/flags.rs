@@ -17,7 +17,7 @@ pub struct Flag {
 
 const HUB: &[&str] = &["*", "ensure"];
 const LOCATE: &[&str] = &["*", "ensure", "stop", "reset"];
-const AGENT: &[&str] = &["mcp", "post", "poll", "whoami"];
+const AGENT: &[&str] = &["mcp", "post", "poll", "whoami", "hook", "hooks", "watch"];
 
 macro_rules! flags {
     ($( $name:literal $value:expr, $cmds:expr => $help:literal; )*) => {
@@ -49,8 +49,8 @@ flags! {
     "timeout" Some("SECONDS"), &["ensure", "poll"] => "how long to wait (readiness, or the long-poll)";
     "force" None, &["reset"] => "delete the database even while a process holds it open";
     "agent" Some("ID"), AGENT => "agent id";
-    "base-url" Some("URL"), &["relay", "mcp", "smoke-agent", "post", "poll", "whoami"] => "hub URL";
-    "relay-dir" Some("DIR"), &["mcp", "smoke-agent", "post", "poll", "whoami"] => "talk through a relay spool instead of HTTP";
+    "base-url" Some("URL"), &["relay", "mcp", "smoke-agent", "post", "poll", "whoami", "hook", "hooks", "watch"] => "hub URL";
+    "relay-dir" Some("DIR"), &["mcp", "smoke-agent", "post", "poll", "whoami", "hook", "hooks", "watch"] => "talk through a relay spool instead of HTTP";
     "channel" Some("NAME"), &["smoke-agent", "post", "poll"] => "channel";
     "to" Some("AGENT"), &["post"] => "send a direct message to AGENT instead";
     "kind" Some("KIND"), &["post"] => "message kind";
@@ -68,6 +68,14 @@ flags! {
     "claim-key" Some("KEY"), &["smoke-agent"] => "claim key";
     "timeout-sec" Some("S"), &["smoke-agent"] => "how long the role may take";
     "run-id" Some("ID"), &["smoke-agent"] => "suffix for channel, thread and claim key";
+    "max-wait" Some("SECONDS"), &["hook"] => "how long a Stop hook waits for a message";
+    "bodies" None, &["hook"] => "show message bodies, not only headers";
+    "project" Some("DIR"), &["hooks"] => "the project whose settings file to change (default: here)";
+    "user" None, &["hooks"] => "change the user-level settings file instead";
+    "dry-run" None, &["hooks"] => "print the result, write nothing";
+    "exec" Some("CMD"), &["watch"] => "command to run for each batch (JSON lines on stdin)";
+    "debounce-ms" Some("N"), &["watch"] => "gather messages this long before running the command";
+    "exec-timeout-sec" Some("S"), &["watch"] => "how long one run of the command may take";
 }
 
 /// The flag named `name`.
@@ -127,6 +135,9 @@ pub fn default_of(name: &str, cmd: &str) -> Option<String> {
         ("retention-sec", _) => relay.retention.as_secs().to_string(),
         ("kind", _) => "chat".to_string(),
         ("since-id", _) => "0".to_string(),
+        ("max-wait", _) => crate::wake::DEFAULT_MAX_WAIT_SEC.to_string(),
+        ("debounce-ms", _) => crate::wake::DEFAULT_DEBOUNCE_MS.to_string(),
+        ("exec-timeout-sec", _) => crate::wake::DEFAULT_EXEC_TIMEOUT_SEC.to_string(),
         _ => return None,
     })
 }

@@ -56,6 +56,24 @@ pub static COMMANDS: &[CommandHelp] = &[
         notes: "",
     },
     CommandHelp {
+        name: "hook",
+        summary: "run one harness hook event (stdin) for an agent: context, or a wake",
+        usage: "arc hook claude-code|codex|gemini --agent ID [--base-url URL | --relay-dir DIR] [--max-wait SECONDS] [--bodies]",
+        notes: "Never fails the harness: errors exit 0 with one line on stderr. See docs/WAKE.md.",
+    },
+    CommandHelp {
+        name: "hooks",
+        summary: "add Arc's hooks to a harness's settings file, or take them out",
+        usage: "arc hooks install|uninstall claude-code|codex|gemini --agent ID [--project DIR | --user] [--dry-run]",
+        notes: "Keeps every other key and hook, saves the previous file beside it\n(.arc-backup), and refuses a file it cannot parse. See docs/WAKE.md.",
+    },
+    CommandHelp {
+        name: "watch",
+        summary: "run a command for each new batch of messages visible to an agent",
+        usage: "arc watch --agent ID --exec 'CMD ...' [--base-url URL | --relay-dir DIR] [--debounce-ms N]",
+        notes: "The batch is JSON lines on stdin; ARC_AGENT, ARC_COUNT, ARC_MESSAGE_ID,\nARC_FROM_AGENT, ARC_CHANNEL and ARC_KIND are set. A batch counts as\nsurfaced only when CMD exits 0; failures are retried. See docs/WAKE.md.",
+    },
+    CommandHelp {
         name: "relay",
         summary: "serve a relay spool against a hub",
         usage: "arc relay [flags]",

@@ -7,7 +7,7 @@ Usage errors exit 2 with a usage line; other failures print
 `arc error: <message>` on stdout (docs/PROTOCOL.md, "CLI"). Files:
 `flags.rs` (the flag table), `help.rs` (the command table and the help it
 makes), `parse.rs` (arguments to a [`Command`]), `agent.rs` (`post`,
-`poll`, `whoami`). Every argument type belongs to the module that runs
+`poll`, `whoami`), `wake.rs` (the arguments of `hook`, `hooks` and `watch`). Every argument type belongs to the module that runs
 the command; nothing imports `cli`.
 */
 
@@ -15,6 +15,7 @@ mod agent;
 mod flags;
 mod help;
 mod parse;
+mod wake;
 
 pub use agent::{PollArgs, PostArgs};
 pub use help::{help, usage};
@@ -44,6 +45,9 @@ pub enum Command {
     Relay(crate::relay::RelayConfig),
     Mcp(Endpoint),
     Smoke(SmokeArgs),
+    Hook(crate::wake::HookArgs),
+    Hooks(crate::wake::InstallArgs),
+    Watch(crate::wake::WatchArgs),
     Version,
     Help(Option<String>),
 }
@@ -54,8 +58,15 @@ where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
 {
-    let cmd = match parse(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cmd = match parse(args.clone()) {
         Ok(c) => c,
+        // A hook must never break the harness that runs it, even when
+        // its own command line is wrong (docs/WAKE.md).
+        Err(e) if args.iter().any(|a| a == "hook") => {
+            eprintln!("arc hook: {e}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("arc: {e}");
             eprintln!("{}", usage());
@@ -124,6 +135,15 @@ fn execute(cmd: Command) -> Result<ExitCode> {
         Command::Post(a) => Ok(agent::run(&a.agent, |c| agent::post(c, &a))),
         Command::Poll(a) => Ok(agent::run(&a.agent, |c| agent::poll(c, &a))),
         Command::Whoami(e) => Ok(agent::run(&e, agent::whoami)),
+        Command::Hook(a) => Ok(crate::wake::run_hook(&a)),
+        Command::Hooks(a) => {
+            print!("{}", crate::wake::run_install(&a)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Watch(a) => {
+            crate::wake::run_watch(&a)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

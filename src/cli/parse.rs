@@ -83,7 +83,7 @@ where
     for name in raw.values.iter().map(|(n, _)| n).chain(&raw.switches) {
         check_allowed(name, &cmd)?;
     }
-    if cmd != "post" && !raw.positionals.is_empty() {
+    if !["post", "hook", "hooks"].contains(&cmd.as_str()) && !raw.positionals.is_empty() {
         return Err(Error::Usage(format!(
             "unexpected argument {:?}",
             raw.positionals[0]
@@ -106,6 +106,9 @@ fn command(cmd: &str, raw: &Raw) -> Result<Command> {
         "whoami" => Command::Whoami(agent::endpoint(raw, None)?),
         "mcp" => Command::Mcp(agent::endpoint(raw, Some(crate::mcp::DEFAULT_AGENT))?),
         "relay" => Command::Relay(relay(raw)?),
+        "hook" => Command::Hook(super::wake::hook_args(raw)?),
+        "hooks" => Command::Hooks(super::wake::install_args(raw)?),
+        "watch" => Command::Watch(super::wake::watch_args(raw)?),
         "smoke-agent" => Command::Smoke(smoke(raw)?),
         other => return Err(Error::Usage(format!("unknown command {other:?}"))),
     })

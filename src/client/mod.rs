@@ -297,6 +297,16 @@ impl Client {
         )
     }
 
+    /// Tells the hub the agent read everything up to `up_to_id`
+    /// (docs/PROTOCOL.md, "Delivery and wake"). Best effort: a hub
+    /// without the delivery record (the reference) just says 404, and a
+    /// failure never spoils what was already printed.
+    pub fn mark_read(&self, up_to_id: i64) {
+        let path = format!("/v1/agents/{}/read", self.q());
+        let body = json!({ "up_to_id": up_to_id });
+        let _ = self.request("POST", &path, Some(&body), Duration::from_secs(5));
+    }
+
     /// One long-poll of `/v1/events` from the cursor; advances the cursor.
     pub fn poll(
         &mut self,

@@ -37,6 +37,7 @@ pub fn respond(state: &State, rq: tiny_http::Request, reply: Reply) {
     if reply.status == 405 {
         headers.extend(header_pair("Allow", &crate::api::methods()));
     }
+    let delivers = reply.delivers.clone();
     let len = reply.body.len();
     let mut response = tiny_http::Response::new(
         tiny_http::StatusCode(reply.status),
@@ -49,5 +50,7 @@ pub fn respond(state: &State, rq: tiny_http::Request, reply: Reply) {
     if reply.status == 503 && state.stopping() {
         response = response.with_close();
     }
-    let _ = rq.respond(response);
+    if rq.respond(response).is_ok() {
+        Reply::answered(state, delivers);
+    }
 }

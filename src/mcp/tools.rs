@@ -364,6 +364,9 @@ fn poll_messages(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String>
         .poll(timeout, channel.as_deref(), thread.as_deref(), true, 100)
         .map_err(hub_error)?;
     s.advance_poll_cursor(p.cursor);
+    if let Some(last) = msgs.last() {
+        p.mark_read(last.id);
+    }
     to_json(Ok(msgs))
 }
 

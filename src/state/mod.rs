@@ -82,6 +82,8 @@ pub struct State {
     pub sse_budget: Arc<crate::notify::Budget>,
     /// What large request bodies may cost once parsed, all together.
     pub(crate) parse_budget: Arc<crate::notify::Budget>,
+    /// The newest hook waiter of each agent, by generation (docs/WAKE.md).
+    hook_waiters: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl State {
@@ -144,6 +146,7 @@ impl State {
             pool: crate::notify::Pool::new("arc-park", PARKED_STACK, Duration::from_secs(30)),
             sse_budget: crate::notify::Budget::new(STREAM_BUDGET),
             parse_budget: crate::notify::Budget::new(PARSE_BUDGET),
+            hook_waiters: Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -174,8 +177,41 @@ impl State {
             "arc-rs:inbox_long_poll",
             "arc-rs:thread_tail",
             "arc-rs:sse_resume",
+            "arc-rs:hooks",
+            "arc-rs:delivery",
         ]);
         f.into_iter().map(String::from).collect()
+    }
+
+    /// A hook waiter of `agent` checks in: with no generation it becomes
+    /// the newest (a generation from the clock, so a newer waiter wins
+    /// even across a hub restart) and `Ok(gen, true)` says older ones must
+    /// be woken; with one, `Err(newest)` when a newer waiter took over.
+    pub fn hook_waiter(
+        &self,
+        agent: &str,
+        generation: Option<u64>,
+    ) -> std::result::Result<(u64, bool), u64> {
+        let mut map = crate::notify::lock(&self.hook_waiters);
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        let slot = map.entry(agent.to_string()).or_insert(0);
+        match generation {
+            None => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as u64)
+                    .unwrap_or(0);
+                *slot = now.max(*slot + 1);
+                Ok((*slot, true))
+            }
+            Some(g) if g < *slot => Err(*slot),
+            Some(g) => {
+                *slot = g;
+                Ok((g, false))
+            }
+        }
     }
 
     pub fn hub_info(&self) -> HubInfo {

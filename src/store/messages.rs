@@ -134,6 +134,7 @@ impl Store {
                 )?;
                 t.rollup(request_id)?;
             }
+            super::delivery::check_dm(t.tx, &msg, &t.now)?;
             t.touch(&m.from_agent)?;
             Ok(msg)
         })
@@ -349,6 +350,27 @@ fn fill_page(
 /// order. Written as two index-ordered halves (`ix_m_to` serves both)
 /// so SQLite stops after `limit` rows of each, instead of collecting and
 /// sorting every visible row as `to_agent IS NULL OR to_agent = ?` would.
+/// Messages visible to `agent` past `after` (without its own when
+/// `exclude_self`), oldest first, at most `limit` and one page of bytes.
+pub(super) fn select_visible_page(
+    c: &Connection,
+    agent: &str,
+    exclude_self: bool,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<Message>> {
+    let (clauses, args) = if exclude_self {
+        (
+            vec!["from_agent != ?".to_string()],
+            vec![rusqlite::types::Value::from(agent.to_string())],
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let page = Page::new(i64::try_from(limit).unwrap_or(i64::MAX), PAGE_MAX_BYTES);
+    Ok(select_visible(c, agent, &clauses, args, after, page)?.rows)
+}
+
 fn select_visible(
     c: &Connection,
     agent: &str,

@@ -20,9 +20,11 @@ Files: `schema.rs` (the frozen schema), `tx.rs` (a write transaction and
 its shared steps), `expiry.rs` (expiry and recovery), `sessions.rs`,
 `messages.rs` (posting, feeds, the foreign-commit watcher), `leases.rs`
 (claims and locks, one implementation), `tasks.rs`, `threads.rs`,
-`tail.rs` (the in-memory tail and pages) and `rows.rs` (row readers).
+`tail.rs` (the in-memory tail and pages), `delivery.rs` (delivery marks
+and dead letters, in extension tables) and `rows.rs` (row readers).
 */
 
+mod delivery;
 mod expiry;
 mod group;
 mod leases;
@@ -35,6 +37,7 @@ mod tasks;
 mod threads;
 mod tx;
 
+pub use delivery::{DeadLetter, Delivery, Marks, Pending, PendingLists, Scope as DeliveryScope};
 pub use leases::LeaseRow;
 pub use messages::{EventQuery, EventsPage, FeedQuery, Freshness, NewMessage};
 pub use schema::{MAX_MESSAGE_ID, MAX_TTL_SEC};
@@ -179,6 +182,9 @@ pub struct Store {
     recent: Mutex<Recent>,
     /// The message half of every thread's summary (`threads.rs`).
     threads: Mutex<threads::Cache>,
+    /// Delivered marks known to be in the file (`delivery.rs`), so a feed
+    /// that returns nothing new writes nothing.
+    marks: Mutex<delivery::MarkCache>,
 }
 
 /// A message to insert, already validated by the API layer.
@@ -200,7 +206,10 @@ impl Store {
         // One transaction for the schema and the seed rows: one fsync on
         // a new file instead of one per statement.
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let seeded = conn.execute_batch(schema::SCHEMA).and_then(|()| {
+        let seeded = conn
+            .execute_batch(schema::SCHEMA)
+            .and_then(|()| conn.execute_batch(delivery::SCHEMA))
+            .and_then(|()| {
             conn.run(
                 "INSERT OR IGNORE INTO channels(name, created_at, created_by, metadata_json) VALUES ('general', ?1, 'system', '{}'), ('direct', ?1, 'system', '{}')",
                 [&time::now()],
@@ -227,6 +236,7 @@ impl Store {
             data_version: AtomicI64::new(data_version),
             recent: Mutex::new(Recent::after_id(max_id)),
             threads: Mutex::new(threads::Cache::default()),
+            marks: Mutex::new(delivery::MarkCache::default()),
         })
     }
 

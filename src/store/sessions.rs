@@ -55,6 +55,7 @@ impl Store {
                     t.now
                 ],
             )?;
+            super::delivery::seen(t.tx, agent_id, &t.now)?;
             t.session_by_id(&session_id)
         })
     }

@@ -1,7 +1,8 @@
 /*!
 The JSON shapes of the v1 protocol (docs/PROTOCOL.md, "Data model",
 "Endpoints"): answers here, request bodies in [`requests`], and the
-Python-style formatter in [`pyjson`], and the depth and size limits any
+Python-style formatter in [`pyjson`], the text hooks show in
+[`headers`], and the depth and size limits any
 JSON text is checked against before it is parsed in [`shape`].
 
 Field order follows the reference's output. These are the only serde
@@ -10,6 +11,7 @@ them, and the client deserialises them. Deserialisation is lenient
 (`#[serde(default)]`) so the client also reads answers from other hubs.
 */
 
+pub mod headers;
 pub mod pyjson;
 pub mod requests;
 pub mod shape;

@@ -39,9 +39,12 @@ def schema_of(path):
     """Everything about a database's schema that a hub could depend on."""
     con = sqlite3.connect(str(path))
     try:
+        # Our extension tables (prefix arc_, docs/PROTOCOL.md "Extension
+        # tables") are additive: the reference's schema is compared without them.
         master = sorted(
             (row[0], row[1], row[2], normalise_sql(row[3]))
             for row in con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")
+            if not row[2].startswith("arc_")
         )
         tables = [r[1] for r in master if r[0] == "table"]
         details = {}

@@ -26,9 +26,13 @@ CREATE INDEX IF NOT EXISTS ix_t_par ON tasks(parent_task_id);
 CREATE INDEX IF NOT EXISTS ix_t_st ON tasks(status);
 ";
 
+/// The schema of the reference's tables (our `arc_` extension tables,
+/// their indexes included, are additive and left out).
 fn schema(conn: &rusqlite::Connection) -> Vec<(String, String)> {
     let mut st = conn
-        .prepare("SELECT name, COALESCE(sql, '') FROM sqlite_master ORDER BY name")
+        .prepare(
+            "SELECT name, COALESCE(sql, '') FROM sqlite_master WHERE tbl_name NOT LIKE 'arc\\_%' ESCAPE '\\' ORDER BY name",
+        )
         .unwrap();
     st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
@@ -105,6 +109,14 @@ fn a_reference_database_opens_serves_and_keeps_its_schema() {
 
     let c = rusqlite::Connection::open(&db).unwrap();
     assert_eq!(schema(&c), before, "schema text untouched");
+    let extension: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'arc\\_%' ESCAPE '\\'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(extension >= 1, "our extension tables were added beside them");
     let uv: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();

@@ -5,6 +5,7 @@
 mod compat;
 mod core;
 mod dashboard;
+mod hooks_install;
 mod hostile;
 mod hostile_client;
 mod hostile_proc;
@@ -18,3 +19,4 @@ mod mcp;
 mod relay;
 mod robust;
 mod support;
+mod wake_recipes;
