@@ -6,6 +6,12 @@
  * (GET /v1/stream) carrying every message the operator may see; when the
  * stream is unavailable it falls back to long-polling GET /v1/events.
  *
+ * Where the hub keeps a delivery record (hub-info feature arc-rs:delivery),
+ * the page also shows each direct message's state (queued, delivered,
+ * surfaced, read or dead letter), pending counts per agent and the dead
+ * letters; these are polled with the agent list. A hub without the feature
+ * (the Python reference) is never asked for them, and nothing extra shows.
+ *
  * Safety rule for this file: agent-supplied text only ever reaches the DOM
  * through textContent / createElement (see el()). Nothing here parses HTML.
  */
@@ -21,6 +27,12 @@
   const SUMMARY_CHARS = 240;   // characters of an attachment summary
   const POLL_TIMEOUT = 25;     // long-poll fallback wait, seconds
   const KIND_EVENTS = new Set(["task", "task_request", "task_result"]);
+  const DELIVERY_FEATURE = "arc-rs:delivery";
+  const PENDING_CAP = 50;      // agents whose /pending one refresh asks for
+  const PENDING_PARALLEL = 3;  // of those, requests in flight at once
+  const OUTBOX_CAP = 50;       // sent DMs remembered (per browser and hub)
+  const DEAD_CAP = 50;         // dead letters listed
+  const SENT_KEY = "arcSentDms";
 
   const params = new URLSearchParams(location.search);
   const forcePoll = params.get("transport") === "poll";
@@ -54,6 +66,14 @@
     shutdown: null,          // {deadline, delay}
     hubInfo: null,
     started: false,
+    delivery: false,         // the hub keeps a delivery record (arc-rs:delivery)
+    pendingOf: new Map(),    // agent_id -> its last GET /v1/agents/{id}/pending answer
+    pendingRotate: 0,        // where the next refresh starts among agents past the cap
+    sent: [],                // DMs this browser sent, newest first
+    sentLoaded: false,
+    dead: [],                // GET /v1/deliveries/dead
+    deadTo: new Set(),       // recipients of those
+    deadSig: "",
   };
 
   // ---------------------------------------------------------------- DOM helpers
@@ -791,6 +811,8 @@
     }
     renderAgents();
     if (changed) refreshSenderNames();
+    if (!S.hubInfo) refreshHubInfo();
+    refreshDelivery(false);
   }
 
   function dmPrefix(agentId) {
@@ -823,6 +845,7 @@
       }, el("span", { className: "pill-name" }, a.display_name || a.agent_id));
       if (own) pill.append(el("span", { className: "pill-id" }, "you"));
       else if (a.display_name && a.display_name !== a.agent_id) pill.append(el("span", { className: "pill-id" }, a.agent_id));
+      paintPending(pill);
       ul.append(el("li", null, pill));
     }
   }
@@ -871,17 +894,337 @@
         onclick: () => { item.classList.remove("fresh"); prefill(dmPrefix(m.from_agent)); },
       },
       el("span", { className: "meta" }, el("time", { title: String(m.ts) }, fmtTime(m.ts)), senderNode(m.from_agent),
-        m.kind !== "chat" ? el("span", { className: "badge" }, String(m.kind)) : null),
+        m.kind !== "chat" ? el("span", { className: "badge" }, String(m.kind)) : null,
+        stateNode()),
       el("span", { className: "body" }, truncate(String(m.body || ""), 400)));
       if (Array.isArray(m.attachments) && m.attachments.length) {
         item.append(el("span", { className: "atts" }, m.attachments.map(attachmentSummary).join(" · ")));
       }
-      ol.prepend(el("li", { "data-id": m.id }, item));
+      const li = el("li", { "data-id": m.id, "data-to": m.to_agent, "data-channel": m.channel }, item);
+      paintDmState(li);
+      ol.prepend(li);
     }
     while (ol.children.length > INBOX_CAP) ol.removeChild(ol.lastChild);
     $("inbox-count").textContent = String(ol.children.length);
     $("inbox-empty").hidden = ol.children.length > 0;
     if (live && msgs.length) $("inbox-panel").open = true;
+  }
+
+  // ---------------------------------------------------------------- sent DMs
+  // The hub lists no "DMs sent by X", and reading another agent's inbox
+  // would move its delivered mark: the DMs this page sends are remembered
+  // here (localStorage, per hub database), so their state can be shown.
+  function loadSent() {
+    if (S.sentLoaded || !S.me || !S.hubInfo) return;
+    S.sentLoaded = true;
+    let items = [];
+    try {
+      const v = JSON.parse(localStorage.getItem(SENT_KEY) || "null");
+      if (v && v.instance === S.hubInfo.instance_id && Array.isArray(v.items)) items = v.items;
+    } catch (_) { /* storage disabled or garbled */ }
+    const have = new Set(S.sent.map((m) => m.id));
+    for (const m of items) {
+      if (!m || typeof m.id !== "number" || typeof m.to_agent !== "string" || m.from_agent !== S.me || have.has(m.id)) continue;
+      have.add(m.id);
+      S.sent.push({ id: m.id, from_agent: m.from_agent, to_agent: m.to_agent, channel: String(m.channel || "direct"),
+        kind: String(m.kind || "chat"), ts: String(m.ts || ""), body: truncate(String(m.body || ""), 400) });
+    }
+    S.sent.sort((a, b) => b.id - a.id);
+    S.sent = S.sent.slice(0, OUTBOX_CAP);
+    renderSent();
+  }
+
+  function saveSent() {
+    if (!S.hubInfo) return;
+    try {
+      // Keep other operators' entries of this browser (another tab's id).
+      let others = [];
+      const v = JSON.parse(localStorage.getItem(SENT_KEY) || "null");
+      if (v && v.instance === S.hubInfo.instance_id && Array.isArray(v.items)) {
+        others = v.items.filter((m) => m && m.from_agent !== S.me).slice(0, OUTBOX_CAP);
+      }
+      localStorage.setItem(SENT_KEY, JSON.stringify({ instance: S.hubInfo.instance_id, items: S.sent.concat(others) }));
+    } catch (_) { /* storage disabled or full */ }
+  }
+
+  function recordSent(m) {
+    if (!m || typeof m.id !== "number" || S.sent.some((x) => x.id === m.id)) return;
+    S.sent.unshift({ id: m.id, from_agent: m.from_agent, to_agent: String(m.to_agent), channel: String(m.channel),
+      kind: String(m.kind), ts: String(m.ts), body: truncate(String(m.body || ""), 400) });
+    S.sent.sort((a, b) => b.id - a.id);
+    S.sent = S.sent.slice(0, OUTBOX_CAP);
+    saveSent();
+    renderSent();
+  }
+
+  function renderSent() {
+    const ol = $("outbox");
+    clear(ol);
+    for (const m of S.sent) {
+      const to = m.to_agent;
+      const item = el("button", {
+        type: "button",
+        className: "inbox-item",
+        title: "Direct message #" + m.id + " to " + to + "\nClick to write another",
+        onclick: () => prefill(dmPrefix(to)),
+      },
+      el("span", { className: "meta" }, el("time", { title: m.ts }, fmtTime(m.ts)),
+        el("span", { className: "muted" }, "to"), senderNode(to),
+        m.kind !== "chat" ? el("span", { className: "badge" }, m.kind) : null,
+        stateNode()),
+      el("span", { className: "body" }, m.body));
+      const li = el("li", { "data-id": m.id, "data-to": to, "data-channel": m.channel }, item);
+      paintDmState(li);
+      ol.append(li);
+    }
+    $("outbox-count").textContent = String(S.sent.length);
+    $("outbox-empty").hidden = S.sent.length > 0;
+  }
+
+  // ---------------------------------------------------------------- delivery record
+  // A DM's state is worked out here from its recipient's marks (one
+  // /pending request per recipient, not one request per DM), the way the
+  // hub does it (docs/PROTOCOL.md, "Delivery and wake").
+  const STATE_TEXT = { queued: "queued", delivered: "delivered", surfaced: "surfaced", read: "read", dead_letter: "dead letter" };
+
+  function stateHelp(state, to) {
+    switch (state) {
+      case "queued": return "Queued: " + to + " has not fetched it yet";
+      case "delivered": return "Delivered: the hub handed it to " + to + "; not yet shown to its model";
+      case "surfaced": return "Surfaced: shown to " + to + "'s model (hook, watch or push); not marked read";
+      case "read": return "Read: " + to + " marked it read";
+      case "dead_letter": return "Dead letter: no agent '" + to + "' has ever had a session";
+      default: return "";
+    }
+  }
+
+  function stateNode() {
+    return el("span", { className: "dm-state", hidden: true }, "");
+  }
+
+  function markNum(v) {
+    return typeof v === "number" && Number.isFinite(v) ? v : 0;
+  }
+
+  function dmState(id, to, channel) {
+    if (!S.delivery || typeof to !== "string") return null;
+    if (S.deadTo.has(to)) return "dead_letter";
+    const p = S.pendingOf.get(to);
+    const k = p && p.marks;
+    if (!k || typeof k !== "object") return null;
+    if (id <= markNum(k.read)) return "read";
+    if (id <= markNum(k.surfaced)) return "surfaced";
+    const chans = k.delivered_channels && typeof k.delivered_channels === "object" ? k.delivered_channels : {};
+    if (id <= markNum(k.delivered) || id <= markNum(k.delivered_dm) ||
+        (Object.prototype.hasOwnProperty.call(chans, channel) && id <= markNum(chans[channel]))) return "delivered";
+    return "queued";
+  }
+
+  // li carries data-id, data-to and data-channel; its .dm-state shows the state.
+  function paintDmState(li) {
+    const node = li.querySelector(".dm-state");
+    if (!node) return;
+    const to = li.getAttribute("data-to");
+    let state = dmState(Number(li.getAttribute("data-id")), to, li.getAttribute("data-channel"));
+    // A DM in this page's inbox came through its stream, long-poll or inbox
+    // read, each of which moved its delivered mark: marks fetched before
+    // that only lag.
+    if (state === "queued" && to === S.me) state = "delivered";
+    if (!state) {
+      if (!node.hidden) {
+        node.hidden = true;
+        node.textContent = "";
+        node.removeAttribute("data-state");
+      }
+      return;
+    }
+    if (node.getAttribute("data-state") === state && !node.hidden) return;
+    node.className = "dm-state state-" + state;
+    node.textContent = STATE_TEXT[state];
+    node.title = stateHelp(state, to);
+    node.setAttribute("data-state", state);
+    node.hidden = false;
+  }
+
+  function renderDmStates() {
+    for (const li of document.querySelectorAll("#inbox > li[data-id], #outbox > li[data-id]")) paintDmState(li);
+  }
+
+  // The pill's "N unread", with what is not surfaced or delivered in its tooltip.
+  function paintPending(pill) {
+    const id = pill.getAttribute("data-agent");
+    const p = S.delivery ? S.pendingOf.get(id) : null;
+    const c = p && p.counts;
+    let span = pill.querySelector(".pill-pending");
+    if (!c || typeof c.unread !== "number") {
+      if (span) span.remove();
+      for (const a of ["data-unread", "data-unsurfaced", "data-undelivered"]) pill.removeAttribute(a);
+      return;
+    }
+    const more = p.truncated ? "+" : "";
+    pill.setAttribute("data-unread", String(c.unread));
+    pill.setAttribute("data-unsurfaced", String(markNum(c.unsurfaced)));
+    pill.setAttribute("data-undelivered", String(markNum(c.undelivered)));
+    if (c.unread <= 0) {
+      if (span) span.remove();
+      return;
+    }
+    if (!span) {
+      span = el("span", { className: "pill-pending" }, "");
+      pill.insertBefore(span, pill.querySelector(".pill-id"));
+    }
+    span.textContent = c.unread + more + " unread";
+    span.title = c.unread + more + " unread · " + markNum(c.unsurfaced) + more + " not yet surfaced to the model · " +
+      markNum(c.undelivered) + more + " not yet delivered" + (p.truncated ? " (counted over the newest 20,000 messages)" : "");
+  }
+
+  function renderPillCounts() {
+    for (const pill of document.querySelectorAll("#agents .pill[data-agent]")) paintPending(pill);
+  }
+
+  function renderDead() {
+    const list = S.delivery ? S.dead : [];
+    const sig = JSON.stringify(list.map((d) => [d.message_id, d.suggestion]));
+    if (sig === S.deadSig) return;
+    S.deadSig = sig;
+    const ol = $("dead-letters");
+    clear(ol);
+    for (const d of list) {
+      const to = String(d.to_agent);
+      const from = String(d.from_agent);
+      const note = el("span", { className: "dead-note" }, "No agent '" + to + "' has ever had a session");
+      const suggestion = typeof d.suggestion === "string" && d.suggestion ? d.suggestion : null;
+      if (suggestion) {
+        note.append("; did you mean '" + suggestion + "'? ");
+        note.append(el("button", {
+          type: "button",
+          className: "linkish dead-suggest",
+          "data-suggest": suggestion,
+          title: "Write a direct message to " + suggestion,
+          onclick: () => prefill(dmPrefix(suggestion)),
+        }, "Message " + suggestion));
+      } else {
+        note.append(".");
+      }
+      ol.append(el("li", { className: "dead-item", "data-id": d.message_id, "data-to": to },
+        el("span", { className: "meta" }, el("time", { title: "#" + d.message_id + " at " + String(d.ts) }, fmtTime(d.ts)), senderNode(from),
+          el("span", { className: "muted" }, "to"), el("span", { className: "dead-to", title: to }, to),
+          d.kind && d.kind !== "chat" ? el("span", { className: "badge" }, String(d.kind)) : null),
+        d.summary ? el("span", { className: "body" }, truncate(String(d.summary), 400)) : null,
+        note));
+    }
+    $("dead-count").textContent = String(list.length);
+    $("dead-empty").hidden = list.length > 0;
+  }
+
+  function setDelivery(on) {
+    if (S.delivery === on) return;
+    S.delivery = on;
+    $("outbox-panel").hidden = !on;
+    $("dead-panel").hidden = !on;
+    if (!on) {
+      S.pendingOf.clear();
+      S.dead = [];
+      S.deadTo = new Set();
+    } else {
+      loadSent();
+    }
+    renderDead();
+    renderDmStates();
+    renderPillCounts();
+    if (on && S.started) refreshDelivery(true);
+  }
+
+  // Whose marks one refresh asks for, at most PENDING_CAP: the page's own
+  // (its inbox) and the newest sent DM's recipient first, then the listed
+  // agents and the other sent DMs' recipients, in turns when there are
+  // more than fit.
+  function deliveryTargets() {
+    const out = [];
+    const seen = new Set();
+    // "." and ".." cannot be a path segment in a browser's URL.
+    const usable = (id) => typeof id === "string" && id !== "" && id !== "." && id !== "..";
+    for (const id of [S.me, S.sent.length ? S.sent[0].to_agent : null]) {
+      if (usable(id) && !seen.has(id)) { seen.add(id); out.push(id); }
+    }
+    const rest = [...new Set([...S.agents.keys(), ...S.sent.map((m) => m.to_agent)])]
+      .filter((id) => usable(id) && !seen.has(id)).sort();
+    const room = PENDING_CAP - out.length;
+    if (rest.length <= room) return out.concat(rest);
+    const start = S.pendingRotate % rest.length;
+    S.pendingRotate = (start + room) % rest.length;
+    for (let i = 0; i < room; i++) out.push(rest[(start + i) % rest.length]);
+    return out;
+  }
+
+  async function eachLimited(items, n, fn) {
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length) await fn(items[next++]);
+    };
+    await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  }
+
+  // One refresh at a time. The periodic one (with the agent list) is
+  // skipped while another runs, and while the hub is slow to answer (it
+  // waits three times as long as the last refresh took); an urgent one
+  // (the page just sent a DM) runs right after a running one.
+  let deliveryBusy = false;
+  let deliveryAgain = false;
+  let deliveryRest = 0;
+  async function refreshDelivery(urgent) {
+    if (!S.delivery || !S.me) return;
+    if (deliveryBusy) {
+      if (urgent === true) deliveryAgain = true;
+      return;
+    }
+    if (urgent !== true && Date.now() < deliveryRest) return;
+    deliveryBusy = true;
+    const t0 = Date.now();
+    try {
+      await deliveryRound();
+    } finally {
+      deliveryBusy = false;
+      deliveryRest = Date.now() + 3 * (Date.now() - t0);
+    }
+    if (deliveryAgain) {
+      deliveryAgain = false;
+      refreshDelivery(true);
+    }
+  }
+
+  async function deliveryRound() {
+    const targets = deliveryTargets();
+    const got = new Map();
+    let missing = false;
+    const [dead] = await Promise.all([
+      api("GET", "/v1/deliveries/dead?limit=" + DEAD_CAP).then((d) => d.result, (e) => {
+        if (e.status === 404) missing = true;
+        return null;
+      }),
+      eachLimited(targets, PENDING_PARALLEL, async (id) => {
+        try {
+          const r = (await api("GET", "/v1/agents/" + q(id) + "/pending?limit=1")).result;
+          if (r && r.counts && r.marks) got.set(id, r);
+        } catch (_) { /* keep what was known */ }
+      }),
+    ]);
+    if (!S.delivery) return;
+    if (missing) {
+      // The hub no longer has the routes (a different hub took the port).
+      setDelivery(false);
+      return;
+    }
+    for (const [id, r] of got) S.pendingOf.set(id, r);
+    const keep = new Set([S.me, ...S.agents.keys(), ...S.sent.map((m) => m.to_agent)]);
+    for (const id of [...S.pendingOf.keys()]) if (!keep.has(id)) S.pendingOf.delete(id);
+    if (Array.isArray(dead)) {
+      S.dead = dead.filter((d) => d && typeof d.message_id === "number").slice(0, DEAD_CAP);
+      S.deadTo = new Set(S.dead.map((d) => String(d.to_agent)));
+    }
+    renderDead();
+    renderDmStates();
+    renderPillCounts();
   }
 
   async function seedInbox() {
@@ -1102,10 +1445,14 @@
 
   // ---------------------------------------------------------------- hub info
   async function refreshHubInfo() {
+    let info;
     try {
-      S.hubInfo = (await api("GET", "/v1/hub-info")).result;
+      info = (await api("GET", "/v1/hub-info")).result;
     } catch (_) { return; }
+    if (!info || typeof info !== "object") return;
+    S.hubInfo = info;
     renderFooter();
+    setDelivery(Array.isArray(info.features) && info.features.includes(DELIVERY_FEATURE));
   }
 
   function renderFooter() {
@@ -1192,6 +1539,8 @@
             from_agent: S.me, to_agent: to, channel: "direct", kind: "chat", body: text,
           });
           localNotice("→ " + displayName(to) + " (direct, #" + d.result.id + "): " + truncate(text, 400));
+          recordSent(d.result);
+          refreshDelivery(true);
           return true;
         } catch (e) { showError("/dm failed: " + e.message); return false; }
       }
@@ -1322,7 +1671,7 @@
   async function main() {
     wire();
     setConn("wait");
-    refreshHubInfo();
+    const hubInfo = refreshHubInfo();
     for (let attempt = 0; ; attempt++) {
       try {
         await bootstrapIdentity();
@@ -1345,6 +1694,8 @@
       for (const name of S.channels.keys()) S.lastRead[name] = S.cursor;
       saveLastRead();
     }
+    await hubInfo;
+    loadSent();
     S.started = true;
     startLive();
     refreshAgents();

@@ -32,6 +32,10 @@ const LEASE_POLL_MS = 3000;
 const AGENT_POLL_MS = 5000;
 const LEASE_LIMIT_MS = 3 * LEASE_POLL_MS;
 const AGENT_LIMIT_MS = 3 * AGENT_POLL_MS;
+// The delivery record (DM states, pending counts, dead letters) is polled
+// with the agent list: nothing in the stream announces that a recipient
+// fetched, was shown or read a message.
+const DELIVERY_LIMIT_MS = AGENT_LIMIT_MS;
 const FLOOD = 5000;
 const FEED_CAP = 500;
 
@@ -215,6 +219,42 @@ async function panelMatchesApi(page, api, { what, rows, attr, path: apiPath, key
     return JSON.stringify(shown) === JSON.stringify(want);
   }, limitMs, 100, () => `${what} ${JSON.stringify(shown)} vs API ${JSON.stringify(want)}`);
   return want;
+}
+
+// Waits until the DM with this id, in the panel list (#inbox or #outbox),
+// shows state `want` (queued, delivered, surfaced, read or dead_letter),
+// and GET /v1/messages/{id}/deliveries says the same, both read afresh on
+// every try (API first: the page can only lag it).
+const STATE_LABEL = { queued: "queued", delivered: "delivered", surfaced: "surfaced", read: "read", dead_letter: "dead letter" };
+async function dmStateIs(page, api, list, id, want, limitMs = DELIVERY_LIMIT_MS) {
+  let hub = null;
+  let shown = null;
+  await waitFor(`DM #${id} in ${list} to show ${want}`, async () => {
+    const rows = await api.get(`/v1/messages/${id}/deliveries`);
+    hub = rows.length === 1 ? (rows[0].dead_letter ? "dead_letter" : rows[0].state) : JSON.stringify(rows);
+    shown = await page.$eval(`${list} > li[data-id="${id}"] .dm-state`, (e) => ({
+      state: e.getAttribute("data-state"), text: e.textContent, hidden: e.hidden,
+    })).catch(() => null);
+    return hub === want && shown && !shown.hidden && shown.state === want && shown.text === STATE_LABEL[want];
+  }, limitMs, 100, () => `page ${JSON.stringify(shown)}, hub ${hub}`);
+}
+
+// Waits until an agent's pill shows the unread count GET
+// /v1/agents/{id}/pending gives ("N unread", nothing at 0), read afresh on
+// every try. Returns the count.
+async function pillMatchesPending(page, api, agent, limitMs = DELIVERY_LIMIT_MS) {
+  let want = null;
+  let shown = null;
+  await waitFor(`${agent}'s pill to show its pending count`, async () => {
+    const p = await api.get(`/v1/agents/${encodeURIComponent(agent)}/pending?limit=1`);
+    want = p.counts.unread;
+    shown = await page.$eval(`#agents .pill[data-agent="${agent}"]`, (e) => {
+      const n = e.querySelector(".pill-pending");
+      return { unread: e.getAttribute("data-unread"), text: n ? n.textContent : null, tip: n ? n.title : null };
+    }).catch(() => null);
+    return shown && shown.unread === String(want) && shown.text === (want > 0 ? `${want} unread` : null);
+  }, limitMs, 100, () => `pill ${JSON.stringify(shown)}, hub unread ${want}`);
+  return { unread: want, tip: shown.tip };
 }
 
 // "expires in 6:58" / "1:02:03" -> seconds.
@@ -407,6 +447,80 @@ async function run(tmp) {
       await page.fill("#input", "");
     });
 
+    await step("DM states: a sent DM goes queued -> delivered -> surfaced -> read; the agent list's unread count follows", async () => {
+      // The page's own stream delivered the DM in its inbox.
+      const inboxId = Number(await page.getAttribute('#inbox > li[data-to="operator"]', "data-id"));
+      await dmStateIs(page, api, "#inbox", inboxId, "delivered");
+      check(await page.isVisible("#outbox-panel") && await page.isVisible("#dead-panel"), "delivery panels hidden on a hub with arc-rs:delivery");
+
+      await api.register("qa-bot", "QA bot", ["test"]);
+      await page.waitForSelector('#agents .pill[data-agent="qa-bot"]', { timeout: AGENT_LIMIT_MS });
+      // A new agent has every broadcast so far unread.
+      const before = await pillMatchesPending(page, api, "qa-bot");
+      check(before.unread > 0, `qa-bot unread before the DM: ${before.unread}`);
+      check(/unread · \d+ not yet surfaced to the model · \d+ not yet delivered/.test(before.tip), `pending tooltip: ${before.tip}`);
+
+      const text = "Please run the smoke suite on parser-split.";
+      await typeLine(page, `/dm qa-bot ${text}`);
+      await page.waitForSelector('#outbox > li[data-to="qa-bot"]', { timeout: 3000 });
+      const id = Number(await page.getAttribute('#outbox > li[data-to="qa-bot"]', "data-id"));
+      check(id > 0 && (await textOf(page, `#outbox > li[data-id="${id}"] .body`)) === text, `outbox row for #${id}`);
+      // Newest first, after the /dm to coder-1 above.
+      const sent = await page.$$eval("#outbox > li", (els) => els.map((e) => [Number(e.getAttribute("data-id")), e.getAttribute("data-to")]));
+      check(sent.length === 2 && sent[0][0] === id && sent[1][1] === "coder-1", `outbox rows: ${JSON.stringify(sent)}`);
+      check((await textOf(page, "#outbox-count")) === "2", "outbox count");
+      await dmStateIs(page, api, "#outbox", id, "queued");
+      const mid = await pillMatchesPending(page, api, "qa-bot");
+      check(mid.unread === before.unread + 1, `qa-bot unread ${before.unread} -> ${mid.unread} after the DM`);
+
+      // The recipient fetches it.
+      const got = await api.get(`/v1/events?agent_id=qa-bot&since_id=${id - 1}`);
+      check(got.some((m) => m.id === id && m.body === text), `qa-bot's poll: ${JSON.stringify(got.map((m) => m.id))}`);
+      await dmStateIs(page, api, "#outbox", id, "delivered");
+
+      // A hook shows it to the model. One surface call shows what fits its
+      // budget (the rest stays pending), so repeat until it covers the DM.
+      await waitFor(`surface to cover #${id}`, async () => {
+        await api.post("/v1/agents/qa-bot/surface", {});
+        const [d] = await api.get(`/v1/messages/${id}/deliveries`);
+        return d.state === "surfaced";
+      }, 5000, 50);
+      await dmStateIs(page, api, "#outbox", id, "surfaced");
+
+      // The agent marks it read; nothing newer is visible to it.
+      const r = await api.post("/v1/agents/qa-bot/read", { up_to_id: id });
+      check(r.read_up_to === id, `read: ${JSON.stringify(r)}`);
+      await dmStateIs(page, api, "#outbox", id, "read");
+      const after = await pillMatchesPending(page, api, "qa-bot");
+      check(after.unread === 0, `qa-bot unread after reading up to #${id}: ${after.unread}`);
+      check(!(await page.$('#agents .pill[data-agent="qa-bot"] .pill-pending')), "unread count still shown at zero");
+    });
+
+    await step("a DM to an id that never had a session shows in the dead-letter panel with the hub's suggestion", async () => {
+      const text = "Can you take a second look at the span diff?";
+      await typeLine(page, `/dm reviwer ${text}`);
+      await page.waitForSelector('#outbox > li[data-to="reviwer"]', { timeout: 3000 });
+      const id = Number(await page.getAttribute('#outbox > li[data-to="reviwer"]', "data-id"));
+      const dead = await api.get("/v1/deliveries/dead");
+      const row = dead.find((d) => d.message_id === id);
+      check(row && row.to_agent === "reviwer" && row.suggestion === "reviewer", `GET /v1/deliveries/dead: ${JSON.stringify(dead)}`);
+      const sel = `#dead-letters > li[data-id="${id}"]`;
+      await waitText(page, sel, "No agent 'reviwer' has ever had a session; did you mean 'reviewer'?", DELIVERY_LIMIT_MS, "dead letter with its suggestion");
+      check((await textOf(page, `${sel} .dead-to`)) === "reviwer", "dead letter recipient");
+      check((await textOf(page, `${sel} .body`)) === text, "dead letter summary");
+      check((await page.getAttribute(`${sel} .sender`, "data-agent")) === "operator", "dead letter sender");
+      await waitFor("dead-letter count to match the API", async () =>
+        (await textOf(page, "#dead-count")) === String((await api.get("/v1/deliveries/dead")).length), DELIVERY_LIMIT_MS, 100);
+      check(!(await page.isVisible("#dead-empty")), "empty note shown next to a dead letter");
+      // The sent DM says so too, instead of "queued".
+      await dmStateIs(page, api, "#outbox", id, "dead_letter");
+      // The suggestion pre-fills a DM to the right id.
+      await page.click(`${sel} .dead-suggest`);
+      const v = await page.inputValue("#input");
+      check(v === "/dm reviewer ", `suggestion prefill: ${JSON.stringify(v)}`);
+      await page.fill("#input", "");
+    });
+
     await step("tasks, claims and locks panels show what the API holds", async () => {
       const tasks = await api.get("/v1/tasks?status=open");
       await waitFor("task tree", async () => (await page.$$("#tasks [data-task]")).length >= 3, 6000);
@@ -579,11 +693,16 @@ async function run(tmp) {
       await api.say("reviewer", "general", evil);
       await api.say(evilId, "direct", "<img src=x onerror=alert(15)>", { to_agent: "operator" });
       await api.say(evilId, "<img src=x onerror=alert(5)>", "hello from a hostile channel");
+      const evilTo = "<img src=x onerror=alert(16)>";
+      await api.say(evilId, "direct", "<svg onload=alert(17)>", { to_agent: evilTo });
       await feedHas(page, evil, 2000, "hostile body");
       await feedHas(page, evilScript, 2000, "hostile script body");
       await waitText(page, "#agents", "<script>alert(4)</script>", AGENT_LIMIT_MS, "hostile display name (agents are polled)");
       await waitText(page, "#channels", "#<img src=x onerror=alert(5)>", 3000, "hostile channel name");
       await waitText(page, "#inbox", "<img src=x onerror=alert(15)>", 2000, "hostile DM");
+      await waitText(page, "#dead-letters", `No agent '${evilTo}' has ever had a session; did you mean '${evilId}'?`, DELIVERY_LIMIT_MS, "hostile dead letter");
+      await waitText(page, "#dead-letters", "<svg onload=alert(17)>", 1000, "hostile dead-letter summary");
+      await page.waitForSelector(`#agents .pill[data-agent="${evilId}"][data-unread]`, { timeout: DELIVERY_LIMIT_MS });
       await waitText(page, "#messages", "file: <img src=x onerror=alert(7)> - <iframe src=javascript:alert(8)>", 1000, "hostile attachment");
       await waitText(page, "#messages", "code [<script>alert(9)</script>]: <img src=x onerror=alert(10)>", 1000, "hostile code attachment");
       await waitText(page, "#messages", "<img src=x onerror=alert(13)>", 1000, "hostile metadata");
@@ -641,6 +760,45 @@ async function run(tmp) {
       await p2.goto("about:blank", { timeout: 5000 });
       await waitFor("session closed on pagehide", async () => !(await api.get("/v1/agents")).some((a) => a.agent_id === id2), 3000);
       await phone.close();
+    });
+
+    await step("on a hub without the delivery record (the reference) nothing extra shows and nothing is asked", async () => {
+      const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+      const p3 = await ctx.newPage();
+      p3.setDefaultTimeout(5000);
+      watchPage(p3, base, sink);
+      // The reference hub: no arc-rs:delivery in hub-info, 404 on the routes.
+      await p3.route("**/v1/hub-info", async (r) => {
+        const res = await r.fetch();
+        const body = await res.json();
+        body.result.features = body.result.features.filter((f) => f !== "arc-rs:delivery" && f !== "arc-rs:hooks");
+        await r.fulfill({ response: res, json: body });
+      });
+      const asked = [];
+      const notFound = (r) => { asked.push(r.request().url()); return r.fulfill({ status: 404, contentType: "application/json", body: '{"ok":false,"error":"not found"}' }); };
+      await p3.route(/\/v1\/agents\/[^/]+\/pending/, notFound);
+      await p3.route(/\/v1\/(deliveries|messages\/\d+\/deliveries)/, notFound);
+      let agentLists = 0;
+      p3.on("response", (r) => { if (/\/v1\/agents\?/.test(r.url())) agentLists += 1; });
+      await p3.goto(base + "/", { waitUntil: "load", timeout: 10000 });
+      await p3.waitForSelector("#whoami[data-agent]", { timeout: 5000 });
+      await waitText(p3, "#hub-info", "Instance:", 3000, "footer on the reference-like hub");
+      await waitText(p3, "#agents", "QA bot", AGENT_LIMIT_MS, "agent pills");
+      await typeLine(p3, "/dm qa-bot Checking the reference path.");
+      await waitText(p3, "#messages", "→ QA bot (direct", 3000, "DM notice");
+      // The page asks for the delivery record right after each agent-list
+      // refresh and after a DM: two refreshes later it would have.
+      await waitFor("two agent-list refreshes", async () => agentLists >= 2, AGENT_LIMIT_MS, 100, () => `${agentLists} so far`);
+      const seen = await p3.evaluate(() => ({
+        outbox: document.querySelector("#outbox-panel").hidden,
+        dead: document.querySelector("#dead-panel").hidden,
+        states: [...document.querySelectorAll(".dm-state")].filter((e) => !e.hidden || e.textContent).length,
+        counts: document.querySelectorAll("#agents .pill-pending, #agents .pill[data-unread]").length,
+      }));
+      check(seen.outbox && seen.dead && seen.states === 0 && seen.counts === 0, `delivery UI on a hub without it: ${JSON.stringify(seen)}`);
+      check(asked.length === 0, `asked a hub without the delivery record for: ${asked.join(", ")}`);
+      await p3.goto("about:blank", { timeout: 5000 });
+      await ctx.close();
     });
 
     await step(`${FLOOD} messages in the open channel: stays responsive, DOM capped at ${FEED_CAP}`, async () => {
