@@ -264,7 +264,13 @@ fn attempt(s: &State, req: &SurfaceReq) -> Result<(Reply, bool)> {
         s.store
             .surface_take(&req.agent, req.limit, |p| compose(p, &mut text))?
     };
-    let empty = pending.is_empty();
+    // A look (`arc watch`) is about messages only: dead letters are told
+    // by taking, so one must not end a look's wait again and again.
+    let empty = if req.peek {
+        pending.messages.is_empty()
+    } else {
+        pending.is_empty()
+    };
     let left = pending.messages.len() - shown + pending.more;
     let dead: Vec<Value> = pending
         .dead

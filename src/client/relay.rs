@@ -103,8 +103,8 @@ impl RelayClient {
         };
         let name = format!("{request_id}.json");
         let text = crate::wire::to_python_json(&envelope, true);
-        let responses = match self.write_request(&name, text.as_bytes()) {
-            Ok(dir) => dir,
+        let (requests, responses) = match self.write_request(&name, text.as_bytes()) {
+            Ok(dirs) => dirs,
             Err(e) => {
                 let msg = format!("relay spool write failed: {e}");
                 let env = failure(&request_id, 597, &msg, None);
@@ -119,11 +119,19 @@ impl RelayClient {
             read_answer(&responses, &name, &request_id, &mut last_bad)
         });
         let reply = got.unwrap_or_else(|| {
-            let msg = match last_bad {
-                Some(detail) => {
+            // A request no relay has taken yet is withdrawn, so a relay that
+            // starts later does not carry out what we reported as failed. One
+            // already taken (renamed to .work) runs; its answer is orphaned.
+            let withdrawn = requests.remove_regular(&name).is_ok();
+            let msg = match (last_bad, withdrawn) {
+                (Some(detail), _) => {
                     format!("relay timed out waiting for response (last read error: {detail})")
                 }
-                None => "relay timed out waiting for response".to_string(),
+                (None, true) => {
+                    "relay timed out waiting for response (no relay took the request; it was withdrawn)"
+                        .to_string()
+                }
+                (None, false) => "relay timed out waiting for response".to_string(),
             };
             Reply::Parsed(0, failure(&request_id, 598, &msg, None))
         });
@@ -133,7 +141,7 @@ impl RelayClient {
     /// Writes the request file `name` into `requests/<agent>/` and returns
     /// `responses/<agent>/`, both reached from the spool root without
     /// following a symlink (the root itself is the operator's path).
-    fn write_request(&self, name: &str, bytes: &[u8]) -> Result<SpoolDir> {
+    fn write_request(&self, name: &str, bytes: &[u8]) -> Result<(SpoolDir, SpoolDir)> {
         let safe = safe_agent_id(&self.agent_id);
         std::fs::create_dir_all(&self.spool)?;
         let root = SpoolDir::open_root(&self.spool)?;
@@ -145,7 +153,7 @@ impl RelayClient {
         let requests = agent_dir("requests")?;
         let responses = agent_dir("responses")?;
         requests.write_atomic(name, bytes)?;
-        Ok(responses)
+        Ok((requests, responses))
     }
 }
 

@@ -236,14 +236,7 @@ fn catch_up_dead(c: &Connection, now: &str) -> Result<()> {
         "INSERT OR IGNORE INTO arc_agents_seen(agent_id, first_at) SELECT agent_id, MIN(created_at) FROM sessions GROUP BY agent_id",
         [],
     )?;
-    let from: i64 = c
-        .one(
-            "SELECT up_to_id FROM arc_progress WHERE name = 'dead_letters'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0);
+    let from = progress(c)?;
     let mut st = c.prepare_cached(
         "SELECT id, from_agent, to_agent FROM messages WHERE id > ?1 AND to_agent IS NOT NULL ORDER BY id",
     )?;
@@ -272,6 +265,17 @@ fn catch_up_dead(c: &Connection, now: &str) -> Result<()> {
         [last],
     )?;
     Ok(())
+}
+
+/// The highest message id the dead-letter scan has read.
+fn progress(c: &Connection) -> Result<i64> {
+    Ok(c.one(
+        "SELECT up_to_id FROM arc_progress WHERE name = 'dead_letters'",
+        [],
+        |r| r.get(0),
+    )
+    .optional()?
+    .unwrap_or(0))
 }
 
 /// Every agent id the hub has known.
@@ -479,8 +483,9 @@ impl Store {
         limit: usize,
         pick: impl FnOnce(&Pending) -> usize,
     ) -> Result<(Pending, usize)> {
-        // The common case, nothing pending, takes no write.
-        if self.surface_peek(agent, limit)?.is_empty() {
+        // The common case, nothing pending, takes no write; unless DMs
+        // another hub wrote wait to be checked for dead letters.
+        if self.surface_peek(agent, limit)?.is_empty() && !self.dead_scan_due()? {
             return Ok((Pending::default(), 0));
         }
         self.write(|t| {
@@ -496,6 +501,29 @@ impl Store {
             }
             Ok((pending, shown))
         })
+    }
+
+    /// True if DMs past the dead-letter scan exist (a read). Broadcasts
+    /// past it are skipped once: the in-memory cursor remembers them.
+    fn dead_scan_due(&self) -> Result<bool> {
+        let seen = self.dead_seen.load(std::sync::atomic::Ordering::SeqCst);
+        let (due, newest) = self.read_one(|c, _| {
+            let from = progress(c)?.max(seen);
+            let due = c.one(
+                "SELECT EXISTS(SELECT 1 FROM messages WHERE id > ?1 AND to_agent IS NOT NULL)",
+                [from],
+                |r| r.get::<_, bool>(0),
+            )?;
+            let newest: i64 = c.one("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
+                r.get(0)
+            })?;
+            Ok((due, newest))
+        })?;
+        if !due {
+            self.dead_seen
+                .fetch_max(newest, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(due)
     }
 
     /// `GET /v1/agents/{agent}/pending`: the marks, and the ids not yet

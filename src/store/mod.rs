@@ -185,6 +185,8 @@ pub struct Store {
     /// Delivered marks known to be in the file (`delivery.rs`), so a feed
     /// that returns nothing new writes nothing.
     marks: Mutex<delivery::MarkCache>,
+    /// Messages up to here hold no DM the dead-letter scan has not read.
+    dead_seen: AtomicI64,
 }
 
 /// A message to insert, already validated by the API layer.
@@ -237,6 +239,7 @@ impl Store {
             recent: Mutex::new(Recent::after_id(max_id)),
             threads: Mutex::new(threads::Cache::default()),
             marks: Mutex::new(delivery::MarkCache::default()),
+            dead_seen: AtomicI64::new(0),
         })
     }
 

@@ -117,7 +117,9 @@ pub fn compose(
     for m in messages {
         let l = line(m, bodies);
         let room = budget.saturating_sub(footer.chars().count() + 1 + tail_max + 1);
-        if fixed(&lines) + l.chars().count() + 1 > room {
+        // The first message is always shown, cut to the budget if need be,
+        // so a small budget still makes progress.
+        if shown > 0 && fixed(&lines) + l.chars().count() + 1 > room {
             break;
         }
         lines.push(l);
@@ -189,6 +191,15 @@ mod tests {
         let (more, n) = compose("bob", &many[..2], 3, &[], false, HOOK_TEXT_CHARS);
         assert_eq!(n, 2);
         assert!(more.ends_with("… and 3 more"), "{more}");
+    }
+
+    #[test]
+    fn a_budget_too_small_for_one_line_still_shows_the_first_message() {
+        let long = msg(9, &"x".repeat(150), None, &"y".repeat(300));
+        let (text, shown) = compose("bob", &[long], 0, &[], false, 200);
+        assert_eq!(shown, 1, "progress even when nothing fits");
+        assert_eq!(text.chars().count(), 200);
+        assert!(text.contains("- #9 from xxx"), "{text}");
     }
 
     #[test]

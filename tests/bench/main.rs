@@ -9,12 +9,14 @@
 //!
 //! Sections:
 //! * `wake`, `cross`, `load`, `relay`: the wake path (wake.rs);
+//! * `hooks`: `arc hook` processes as a harness runs them (hooks.rs);
 //! * `page`, `post`, `close`, `threads`, `release`: the plain request
 //!   path (hot.rs);
 //! * `start`: spawn, `arc ensure` and `arc stop` (life.rs);
 //! * `sim`: 1,000 agents at once (sim.rs).
 
 mod common;
+mod hooks;
 mod hot;
 mod life;
 mod load;
@@ -23,8 +25,9 @@ mod wake;
 
 use common::Hub;
 
-const SECTIONS: [&str; 11] = [
-    "wake", "cross", "load", "relay", "page", "post", "close", "threads", "release", "start", "sim",
+const SECTIONS: [&str; 12] = [
+    "wake", "cross", "load", "relay", "hooks", "page", "post", "close", "threads", "release",
+    "start", "sim",
 ];
 
 fn main() {
@@ -75,6 +78,9 @@ fn main() {
             if quick { 50 } else { 300 },
             if quick { 4 } else { 12 },
         );
+    }
+    if want("hooks") {
+        hooks::run(&dir, quick);
     }
     let hot: Vec<&str> = ["page", "post", "close", "threads", "release"]
         .into_iter()

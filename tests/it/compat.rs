@@ -116,7 +116,10 @@ fn a_reference_database_opens_serves_and_keeps_its_schema() {
             |r| r.get(0),
         )
         .unwrap();
-    assert!(extension >= 1, "our extension tables were added beside them");
+    assert!(
+        extension >= 1,
+        "our extension tables were added beside them"
+    );
     let uv: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();

@@ -19,4 +19,5 @@ mod mcp;
 mod relay;
 mod robust;
 mod support;
+mod wake;
 mod wake_recipes;

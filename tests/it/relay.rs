@@ -419,18 +419,34 @@ fn client_synthesises_597_598_and_500_envelopes() {
     // No relay serving: 598 after the timeout (plus our margin).
     let mut rc = RelayClient::new(&tmp.path().join("spool"), "lonely");
     rc.margin = Duration::ZERO;
+    let dir = tmp.path().join("spool/requests/lonely");
+    // The request file, read while the client waits for its answer.
+    let seen = std::thread::spawn({
+        let dir = dir.clone();
+        move || {
+            eventually(Duration::from_secs(5), "request file", || {
+                let file = std::fs::read_dir(&dir).ok()?.flatten().next()?;
+                let bytes = std::fs::read(file.path()).ok()?;
+                serde_json::from_slice::<Value>(&bytes).ok()
+            })
+        }
+    });
     let t0 = Instant::now();
     let r = rc
-        .call("GET", "/v1/hub-info", None, Duration::from_millis(200))
+        .call("GET", "/v1/hub-info", None, Duration::from_millis(1500))
         .unwrap();
     assert_eq!(r["status"], 598, "{r}");
     assert_eq!(r["ok"], false);
-    assert_eq!(r["error"], "relay timed out waiting for response");
+    assert_eq!(
+        r["error"],
+        "relay timed out waiting for response (no relay took the request; it was withdrawn)"
+    );
     assert!(t0.elapsed() < Duration::from_secs(5));
-    // The request file was written in the reference's envelope format.
-    let dir = tmp.path().join("spool/requests/lonely");
-    let file = std::fs::read_dir(&dir).unwrap().flatten().next().unwrap();
-    let env: Value = serde_json::from_slice(&std::fs::read(file.path()).unwrap()).unwrap();
+    // No relay took it, so it was withdrawn: a relay starting later must
+    // not carry out what the client reported as failed.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    // It was written in the reference's envelope format.
+    let env = seen.join().unwrap();
     for key in [
         "request_id",
         "agent_id",
