@@ -320,14 +320,10 @@ pub fn finish(s: &State, mut w: Wait) -> Reply {
     result.unwrap_or_else(|e| Reply::from_error(&e))
 }
 
-/// Records what a feed returned to an agent (its delivered mark). A
-/// failure here never fails the feed; it is logged.
+/// Records what a feed returned to an agent (its delivered mark), through
+/// the hub's mark writer: the feed never waits for it.
 pub fn record(s: &State, agent: &str, scope: Option<DeliveryScope>, last_id: Option<i64>) {
-    let (Some(scope), Some(id)) = (scope, last_id) else {
-        return;
-    };
-    if let Err(e) = s.store.mark_delivered(agent, scope, id) {
-        s.log
-            .log(&format!("delivery: cannot record for {agent}: {e}"));
+    if let (Some(scope), Some(id)) = (scope, last_id) {
+        s.delivered(agent, scope, id);
     }
 }

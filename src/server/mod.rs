@@ -15,6 +15,7 @@ Threads, and who owns what:
   is capped hub-wide (503) and per agent (429);
 * timers: presence expiry (sleeps until the earliest session could
   expire), the foreign-commit watcher (runs only while someone waits),
+  the writer of delivered marks (waits for answers to record),
   and the shutdown countdown when armed.
 
 Stopping is a message, not a kill: [`Hub::stop`] (or SIGINT/SIGTERM in the
@@ -124,6 +125,10 @@ impl Hub {
             let state = state.clone();
             move || watch_loop(&state)
         })?);
+        hub.threads.push(spawn_named("arc-marks", {
+            let state = state.clone();
+            move || state.write_delivered()
+        })?);
         let mode = state.store.journal_mode().to_string();
         state.log.log(&format!(
             "listening on {}:{} (storage={}, journal_mode={mode}, instance={}, allow_remote={})",
@@ -224,6 +229,7 @@ impl Hub {
         // `POST /v1/shutdown` included).
         self.server
             .wait_answers_sent(Instant::now() + Duration::from_secs(2));
+        state.flush_delivered();
         if let Err(e) = state.store.checkpoint() {
             state.log.log(&format!("checkpoint error: {e}"));
         }

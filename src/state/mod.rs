@@ -84,6 +84,16 @@ pub struct State {
     pub(crate) parse_budget: Arc<crate::notify::Budget>,
     /// The newest hook waiter of each agent, by generation (docs/WAKE.md).
     hook_waiters: Mutex<std::collections::HashMap<String, u64>>,
+    /// Delivered marks answered but not yet written (see [`State::delivered`]).
+    delivered: crate::notify::Watch<DeliveredQueue>,
+}
+
+/// Delivered marks waiting for the writer thread, the highest per agent
+/// and scope, and whether the hub is stopping.
+#[derive(Default)]
+pub struct DeliveredQueue {
+    marks: HashMap<(String, String), (crate::store::DeliveryScope, i64)>,
+    stop: bool,
 }
 
 impl State {
@@ -147,6 +157,7 @@ impl State {
             sse_budget: crate::notify::Budget::new(STREAM_BUDGET),
             parse_budget: crate::notify::Budget::new(PARSE_BUDGET),
             hook_waiters: Mutex::new(std::collections::HashMap::new()),
+            delivered: crate::notify::Watch::new(DeliveredQueue::default()),
         }))
     }
 
@@ -246,6 +257,66 @@ impl State {
     pub fn request_stop(&self) {
         self.stop.set();
         self.notifier.shutdown();
+        self.delivered.update(|q| q.stop = true);
+    }
+
+    // ----- delivered marks -------------------------------------------------
+
+    /// Queues a delivered mark for the writer thread: a feed's answer never
+    /// waits for a write of its own, and a hundred answers woken by one
+    /// post become one write (docs/PROTOCOL.md, "Delivery and wake").
+    pub fn delivered(&self, agent: &str, scope: crate::store::DeliveryScope, id: i64) {
+        let key = match &scope {
+            crate::store::DeliveryScope::All => String::new(),
+            crate::store::DeliveryScope::Dm => "\u{0}dm".to_string(),
+            crate::store::DeliveryScope::Channel(c) => format!("#{c}"),
+        };
+        self.delivered.update(|q| {
+            let e = q
+                .marks
+                .entry((agent.to_string(), key))
+                .or_insert((scope, id));
+            e.1 = e.1.max(id);
+        });
+    }
+
+    /// The writer thread: writes queued marks until the hub stops (then
+    /// [`State::flush_delivered`] writes what is left).
+    pub fn write_delivered(&self) {
+        loop {
+            let batch = {
+                let mut q = self
+                    .delivered
+                    .wait_until(None, |q| q.stop || !q.marks.is_empty());
+                if q.stop {
+                    return;
+                }
+                std::mem::take(&mut q.marks)
+            };
+            self.store_delivered(batch);
+        }
+    }
+
+    /// Writes every queued mark now (at stop, after the last answer).
+    pub fn flush_delivered(&self) {
+        let batch = std::mem::take(&mut self.delivered.lock().marks);
+        self.store_delivered(batch);
+    }
+
+    fn store_delivered(
+        &self,
+        batch: HashMap<(String, String), (crate::store::DeliveryScope, i64)>,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let items = batch
+            .into_iter()
+            .map(|((agent, _), (scope, id))| (agent, scope, id))
+            .collect();
+        if let Err(e) = self.store.mark_delivered_many(items) {
+            self.log.log(&format!("delivery: cannot record marks: {e}"));
+        }
     }
 
     pub fn stopping(&self) -> bool {

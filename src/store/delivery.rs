@@ -415,20 +415,41 @@ impl Store {
     /// through a feed covering `scope`. Cheap when the mark is already
     /// there (no write).
     pub fn mark_delivered(&self, agent: &str, scope: Scope, up_to: i64) -> Result<()> {
-        let key = (agent.to_string(), scope.key());
-        {
+        self.mark_delivered_many(vec![(agent.to_string(), scope, up_to)])
+    }
+
+    /// [`Store::mark_delivered`] for many marks, in one write; marks the
+    /// file is known to hold already are left out.
+    pub fn mark_delivered_many(&self, marks: Vec<(String, Scope, i64)>) -> Result<()> {
+        let todo: Vec<(String, String, i64)> = {
             let cache = crate::notify::lock(&self.marks);
-            if cache.get(&key).is_some_and(|have| *have >= up_to) {
-                return Ok(());
-            }
+            marks
+                .into_iter()
+                .map(|(agent, scope, id)| (agent, scope.key(), id))
+                .filter(|(a, k, id)| {
+                    cache
+                        .get(&(a.clone(), k.clone()))
+                        .is_none_or(|have| have < id)
+                })
+                .collect()
+        };
+        if todo.is_empty() {
+            return Ok(());
         }
-        self.write(|t| advance(t.tx, agent, &key.1, up_to, &t.now))?;
+        self.write(|t| {
+            for (agent, key, id) in &todo {
+                advance(t.tx, agent, key, *id, &t.now)?;
+            }
+            Ok(())
+        })?;
         let mut cache = crate::notify::lock(&self.marks);
         if cache.len() > 100_000 {
             cache.clear();
         }
-        let have = cache.entry(key).or_insert(up_to);
-        *have = (*have).max(up_to);
+        for (agent, key, id) in todo {
+            let have = cache.entry((agent, key)).or_insert(id);
+            *have = (*have).max(id);
+        }
         Ok(())
     }
 
