@@ -1596,3 +1596,29 @@ fn arc_watch_waits_quietly_when_its_agent_only_has_a_dead_letter() {
          back (`let Some(last) = batch.last() else {{ continue }}`)"
     );
 }
+
+/// Delivered marks are written by a thread of their own, after the
+/// answers; a hub that stops right after answering still writes them.
+#[test]
+fn delivered_marks_answered_just_before_a_stop_are_written() {
+    let mut h = TestHub::start();
+    h.register("bob");
+    let id = dm(&h, "alice", "bob", "just before the stop");
+    let got = h.get("/v1/events?agent_id=bob&since_id=0&exclude_self=1");
+    assert_eq!(got.result()[0]["id"], id);
+    h.hub.take().expect("the hub runs").shutdown();
+    let again = h.sibling(|_| {});
+    let r = arc_hub::client::http_request(
+        &again.url(),
+        "GET",
+        "/v1/agents/bob/pending",
+        None,
+        &[],
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["result"]["marks"]["delivered"], id, "{v}");
+    assert_eq!(v["result"]["undelivered"], json!([]), "{v}");
+    again.shutdown();
+}
