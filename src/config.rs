@@ -65,6 +65,12 @@ pub struct HubConfig {
     /// by default (docs/SECURITY.md, "A spool writer cannot reach outside
     /// the spool").
     pub relay_allow_admin: bool,
+    /// Reservation patterns and paths compare without case (the default on
+    /// Windows and macOS, whose file systems usually do).
+    pub case_insensitive_paths: bool,
+    /// The project reservation paths are relative to; absolute paths
+    /// under it are accepted. `None`: the hub's working directory.
+    pub project_root: Option<PathBuf>,
 }
 
 impl Default for HubConfig {
@@ -97,6 +103,8 @@ impl Default for HubConfig {
             relay_max_wait_sec: 20.0,
             relay_retention: Duration::from_secs(3600),
             relay_allow_admin: false,
+            case_insensitive_paths: cfg!(any(windows, target_os = "macos")),
+            project_root: None,
         }
     }
 }

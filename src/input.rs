@@ -47,6 +47,15 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value given for `key`, in order (`path=a&path=b`).
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     /// Boolean flags: `true`, `1` or `yes` in any case; anything else is false.
     pub fn flag(&self, key: &str) -> bool {
         self.get(key)

@@ -34,6 +34,8 @@ pub mod config;
 pub mod dashboard;
 pub mod edge;
 pub mod error;
+pub mod glob;
+pub mod guard;
 pub mod ids;
 pub mod input;
 pub mod lifecycle;

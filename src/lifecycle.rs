@@ -423,6 +423,22 @@ fn spawn_background(cfg: &HubConfig, log: &Path) -> std::io::Result<Child> {
     if cfg.relay_allow_admin {
         cmd.arg("--relay-allow-admin");
     }
+    cmd.args([
+        "--path-case",
+        if cfg.case_insensitive_paths {
+            "insensitive"
+        } else {
+            "sensitive"
+        },
+    ]);
+    // The project is the caller's directory unless it named another: the
+    // detached hub runs elsewhere, so it gets the absolute path.
+    let root = match &cfg.project_root {
+        Some(dir) if dir.is_absolute() => dir.clone(),
+        Some(dir) => std::env::current_dir()?.join(dir),
+        None => std::env::current_dir()?,
+    };
+    cmd.arg("--project-root").arg(root);
     let err = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -45,6 +45,8 @@ pub enum Key {
     Recipient(String),
     /// A newer hook waiter of one agent took over (docs/WAKE.md).
     Waiter(String),
+    /// Tasks or claims changed, so a task may have become ready.
+    Tasks,
 }
 
 /// The routing facts of an inserted message, for waking waiters.

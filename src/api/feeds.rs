@@ -32,6 +32,8 @@ pub enum WaitKind {
     Inbox(String, FeedQuery),
     /// A hook waiting for something to surface (`api/delivery.rs`).
     Surface(super::delivery::SurfaceReq),
+    /// `tasks/next` waiting for a ready task (`api/dag.rs`).
+    NextTask(super::dag::NextReq),
 }
 
 impl WaitKind {
@@ -168,7 +170,7 @@ fn run_query(s: &State, kind: &WaitKind, fresh: Freshness) -> Result<Vec<wire::M
         WaitKind::Events(q) => s.store.events_with(q, fresh),
         WaitKind::Feed(q) => s.store.feed_with(q, None, fresh),
         WaitKind::Inbox(agent, q) => s.store.feed_with(q, Some(agent), fresh),
-        WaitKind::Surface(_) => Ok(Vec::new()),
+        WaitKind::Surface(_) | WaitKind::NextTask(_) => Ok(Vec::new()),
     }
 }
 
@@ -205,8 +207,10 @@ fn start_wait(
 /// Runs a parked long-poll to completion: re-query on every wake, refresh
 /// presence on schedule, answer at the first rows, the deadline, or shutdown.
 pub fn finish_wait(s: &State, mut w: Wait) -> Reply {
-    if matches!(w.kind, WaitKind::Surface(_)) {
-        return super::delivery::finish(s, w);
+    match w.kind {
+        WaitKind::Surface(_) => return super::delivery::finish(s, w),
+        WaitKind::NextTask(_) => return super::dag::finish(s, w),
+        _ => {}
     }
     let every = touch_interval(s.config.presence_ttl_sec);
     let mut next_touch = Instant::now() + every;

@@ -15,6 +15,12 @@ use crate::wire::{ATTACHMENT_TYPES, MESSAGE_KINDS};
 /// `POST /v1/messages`.
 pub(super) fn post(s: &Arc<State>, c: &Call) -> Result<Outcome> {
     let m = normalize_message(s, &c.body)?;
+    if m.kind == "task" {
+        // The DAG fields (docs/PROTOCOL.md, "Task DAG"): known
+        // dependencies, an integer priority, lists of strings, patterns.
+        s.store
+            .check_task_spec(&crate::store::spec_of(&m.metadata)?)?;
+    }
     Ok(Reply::created(s.store.post_message(m)?).into())
 }
 

@@ -9,17 +9,20 @@ order and the words given there.
 
 Files: `routes.rs` (the table: every route once, as data), `sessions.rs`
 (sessions, agents, bootstrap, channels), `messages.rs` (posting),
-`feeds.rs` (feeds and long-polls), `leases.rs` (claims and locks),
-`tasks.rs` (tasks and threads), `delivery.rs` (delivery marks, dead
+`feeds.rs` (feeds and long-polls), `leases.rs` (claims and locks), `reservations.rs` (leases on path
+patterns),
+`tasks.rs` (tasks and threads), `dag.rs` (claim-next and handoff), `delivery.rs` (delivery marks, dead
 letters, surfacing for hooks), `admin.rs` (hub-info, shutdown, network,
 the dashboard), `stream.rs` (server-sent events).
 */
 
 mod admin;
+mod dag;
 mod delivery;
 mod feeds;
 mod leases;
 mod messages;
+mod reservations;
 mod routes;
 mod sessions;
 mod stream;

@@ -10,7 +10,10 @@
 
 use std::sync::Arc;
 
-use super::{Call, Outcome, admin, delivery, feeds, leases, messages, sessions, stream, tasks};
+use super::{
+    Call, Outcome, admin, dag, delivery, feeds, leases, messages, reservations, sessions, stream,
+    tasks,
+};
 use crate::error::Result;
 use crate::input;
 use crate::state::State;
@@ -58,6 +61,8 @@ routes! {
     "GET" "/v1/agents/{agent_id}/pending" false delivery::pending => "what an agent has not been delivered, shown or read yet";
     "GET" "/v1/messages/{message_id:digits}/deliveries" false delivery::deliveries => "a message's state for each recipient";
     "GET" "/v1/deliveries/dead" false delivery::dead => "direct messages to ids that never had a session";
+    "GET" "/v1/reservations" false reservations::list => "reservations (optionally one agent's, active only)";
+    "GET" "/v1/reservations/check" false reservations::check => "whether an agent may touch paths (read-only)";
     "POST" "/v1/sessions" true sessions::create => "register an agent";
     "POST" "/v1/sessions/{agent_id}/rename" true sessions::rename => "change an agent's display name";
     "POST" "/v1/channels" true sessions::create_channel => "create a channel";
@@ -68,10 +73,15 @@ routes! {
     "POST" "/v1/locks" true leases::lock => "lock a file";
     "POST" "/v1/locks/refresh" true leases::lock_refresh => "extend a lock";
     "POST" "/v1/locks/release" true leases::lock_release => "release a lock";
+    "POST" "/v1/tasks/next" true dag::next => "claim the best ready task and reserve its paths (may wait)";
     "POST" "/v1/tasks/{task_id:digits}/complete" true tasks::complete => "complete a task";
+    "POST" "/v1/tasks/{task_id:digits}/handoff" true dag::handoff => "hand a claimed task to another agent";
     "POST" "/v1/shutdown" true admin::shutdown => "arm a shutdown";
     "POST" "/v1/shutdown/cancel" true admin::shutdown_cancel => "cancel a pending shutdown";
     "POST" "/v1/network" true admin::network => "switch remote access";
+    "POST" "/v1/reservations" true reservations::reserve => "reserve path patterns";
+    "POST" "/v1/reservations/{reservation_id}/renew" true reservations::renew => "extend a reservation";
+    "POST" "/v1/reservations/{reservation_id}/release" true reservations::release => "release a reservation";
     "POST" "/v1/agents/{agent_id}/read" true delivery::read => "an agent read everything up to an id";
     "POST" "/v1/agents/{agent_id}/surface" true delivery::surface => "take what is not yet shown to an agent's model (hooks; may wait)";
     "POST" "/v1/agents/{agent_id}/surfaced" true delivery::surfaced => "mark messages shown to an agent's model";
@@ -239,7 +249,8 @@ mod tests {
                 .replace("{message_id:digits}", "7")
                 .replace("{thread_id}", "t")
                 .replace("{agent_id}", "a")
-                .replace("{session_id}", "s");
+                .replace("{session_id}", "s")
+                .replace("{reservation_id}", "r");
             let got = route(r.method, &path).unwrap_or_else(|e| panic!("{path}: {e:?}"));
             assert!(
                 std::ptr::eq(got.def, r),

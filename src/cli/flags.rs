@@ -17,7 +17,51 @@ pub struct Flag {
 
 const HUB: &[&str] = &["*", "ensure"];
 const LOCATE: &[&str] = &["*", "ensure", "stop", "reset"];
-const AGENT: &[&str] = &["mcp", "post", "poll", "whoami", "hook", "hooks", "watch"];
+const BASE_URL: &[&str] = &[
+    "relay",
+    "mcp",
+    "smoke-agent",
+    "post",
+    "poll",
+    "whoami",
+    "hook",
+    "hooks",
+    "watch",
+    "reserve",
+    "release-reservation",
+    "next",
+    "handoff",
+    "guard",
+];
+const RELAY_DIR: &[&str] = &[
+    "mcp",
+    "smoke-agent",
+    "post",
+    "poll",
+    "whoami",
+    "hook",
+    "hooks",
+    "watch",
+    "reserve",
+    "release-reservation",
+    "next",
+    "handoff",
+    "guard",
+];
+const AGENT: &[&str] = &[
+    "mcp",
+    "post",
+    "poll",
+    "whoami",
+    "hook",
+    "hooks",
+    "watch",
+    "reserve",
+    "release-reservation",
+    "next",
+    "handoff",
+    "guard",
+];
 
 macro_rules! flags {
     ($( $name:literal $value:expr, $cmds:expr => $help:literal; )*) => {
@@ -49,10 +93,10 @@ flags! {
     "timeout" Some("SECONDS"), &["ensure", "poll"] => "how long to wait (readiness, or the long-poll)";
     "force" None, &["reset"] => "delete the database even while a process holds it open";
     "agent" Some("ID"), AGENT => "agent id";
-    "base-url" Some("URL"), &["relay", "mcp", "smoke-agent", "post", "poll", "whoami", "hook", "hooks", "watch"] => "hub URL";
-    "relay-dir" Some("DIR"), &["mcp", "smoke-agent", "post", "poll", "whoami", "hook", "hooks", "watch"] => "talk through a relay spool instead of HTTP";
-    "channel" Some("NAME"), &["smoke-agent", "post", "poll"] => "channel";
-    "to" Some("AGENT"), &["post"] => "send a direct message to AGENT instead";
+    "base-url" Some("URL"), BASE_URL => "hub URL";
+    "relay-dir" Some("DIR"), RELAY_DIR => "talk through a relay spool instead of HTTP";
+    "channel" Some("NAME"), &["smoke-agent", "post", "poll", "next"] => "channel";
+    "to" Some("AGENT"), &["post", "handoff"] => "send a direct message to AGENT instead (handoff: the new holder)";
     "kind" Some("KIND"), &["post"] => "message kind";
     "thread-id" Some("ID"), &["smoke-agent", "post", "poll"] => "thread";
     "since-id" Some("N"), &["poll"] => "start after this id (0 replays history)";
@@ -68,6 +112,16 @@ flags! {
     "claim-key" Some("KEY"), &["smoke-agent"] => "claim key";
     "timeout-sec" Some("S"), &["smoke-agent"] => "how long the role may take";
     "run-id" Some("ID"), &["smoke-agent"] => "suffix for channel, thread and claim key";
+    "path-case" Some("MODE"), HUB => "reservations compare paths case-sensitively or not: sensitive|insensitive";
+    "project-root" Some("DIR"), HUB => "the project reservation paths are relative to (default: the hub's directory)";
+    "shared" None, &["reserve"] => "a shared reservation (others may share it; exclusive by default)";
+    "ttl" Some("S"), &["reserve"] => "how long the reservation lasts";
+    "task" Some("ID"), &["reserve"] => "tie the reservation to a task (released when it completes)";
+    "reason" Some("TEXT"), &["reserve"] => "why (shown to whoever is refused)";
+    "wait" Some("S"), &["next"] => "wait this long for a task to become ready";
+    "note" Some("TEXT"), &["handoff"] => "what the new holder should know";
+    "warn-only" None, &["guard"] => "report held paths but let the commit through";
+    "strict" None, &["guard"] => "refuse the commit when the hub cannot be reached";
     "max-wait" Some("SECONDS"), &["hook"] => "how long a Stop hook waits for a message";
     "bodies" None, &["hook"] => "show message bodies, not only headers";
     "project" Some("DIR"), &["hooks"] => "the project whose settings file to change (default: here)";
@@ -138,6 +192,13 @@ pub fn default_of(name: &str, cmd: &str) -> Option<String> {
         ("max-wait", _) => crate::wake::DEFAULT_MAX_WAIT_SEC.to_string(),
         ("debounce-ms", _) => crate::wake::DEFAULT_DEBOUNCE_MS.to_string(),
         ("exec-timeout-sec", _) => crate::wake::DEFAULT_EXEC_TIMEOUT_SEC.to_string(),
+        ("path-case", _) => if hub.case_insensitive_paths {
+            "insensitive"
+        } else {
+            "sensitive"
+        }
+        .to_string(),
+        ("ttl", _) => crate::wire::RESERVATION_TTL_SEC.to_string(),
         _ => return None,
     })
 }

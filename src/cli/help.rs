@@ -74,6 +74,36 @@ pub static COMMANDS: &[CommandHelp] = &[
         notes: "The batch is JSON lines on stdin; ARC_AGENT, ARC_COUNT, ARC_MESSAGE_ID,\nARC_FROM_AGENT, ARC_CHANNEL and ARC_KIND are set. A batch counts as\nsurfaced only when CMD exits 0; failures are retried. See docs/WAKE.md.",
     },
     CommandHelp {
+        name: "reserve",
+        summary: "reserve path patterns for an agent (exclusive unless --shared)",
+        usage: "arc reserve --agent ID PATTERN... [--shared] [--ttl S] [--task ID] [--reason TEXT]",
+        notes: "Patterns are globs relative to the project (*, **, ?, [a-z]). All or nothing:\non a conflict nothing is reserved and the holders are printed.",
+    },
+    CommandHelp {
+        name: "release-reservation",
+        summary: "release one of the agent's reservations",
+        usage: "arc release-reservation --agent ID RESERVATION_ID",
+        notes: "",
+    },
+    CommandHelp {
+        name: "next",
+        summary: "claim the next ready task (and reserve its paths) in one step",
+        usage: "arc next --agent ID [--channel NAME] [--wait S]",
+        notes: "Prints the task, claim, reservations and briefing, or null when nothing is ready.",
+    },
+    CommandHelp {
+        name: "handoff",
+        summary: "hand a claimed task (its claim and reservations) to another agent",
+        usage: "arc handoff --agent ID TASK_ID --to AGENT [--note TEXT]",
+        notes: "",
+    },
+    CommandHelp {
+        name: "guard",
+        summary: "refuse a commit that touches paths another agent holds, or install that git hook",
+        usage: "arc guard pre-commit|install --agent ID [--base-url URL | --relay-dir DIR] [--warn-only] [--strict]",
+        notes: "An unreachable hub allows the commit (one line says so) unless --strict.",
+    },
+    CommandHelp {
         name: "relay",
         summary: "serve a relay spool against a hub",
         usage: "arc relay [flags]",

@@ -7,7 +7,8 @@ Usage errors exit 2 with a usage line; other failures print
 `arc error: <message>` on stdout (docs/PROTOCOL.md, "CLI"). Files:
 `flags.rs` (the flag table), `help.rs` (the command table and the help it
 makes), `parse.rs` (arguments to a [`Command`]), `agent.rs` (`post`,
-`poll`, `whoami`), `wake.rs` (the arguments of `hook`, `hooks` and `watch`). Every argument type belongs to the module that runs
+`poll`, `whoami`), `wake.rs` (the arguments of `hook`, `hooks` and `watch`), `work.rs`
+(`reserve`, `release-reservation`, `next`, `handoff`, and `guard`'s arguments). Every argument type belongs to the module that runs
 the command; nothing imports `cli`.
 */
 
@@ -16,6 +17,7 @@ mod flags;
 mod help;
 mod parse;
 mod wake;
+mod work;
 
 pub use agent::{PollArgs, PostArgs};
 pub use help::{help, usage};
@@ -48,6 +50,11 @@ pub enum Command {
     Hook(crate::wake::HookArgs),
     Hooks(crate::wake::InstallArgs),
     Watch(crate::wake::WatchArgs),
+    Reserve(work::ReserveArgs),
+    ReleaseReservation(work::ReleaseArgs),
+    Next(work::NextArgs),
+    Handoff(work::HandoffArgs),
+    Guard(crate::guard::GuardArgs),
     Version,
     Help(Option<String>),
 }
@@ -140,6 +147,11 @@ fn execute(cmd: Command) -> Result<ExitCode> {
             print!("{}", crate::wake::run_install(&a)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reserve(a) => Ok(agent::run(&a.agent, |c| work::reserve(c, &a))),
+        Command::ReleaseReservation(a) => Ok(agent::run(&a.agent, |c| work::release(c, &a))),
+        Command::Next(a) => Ok(agent::run(&a.agent, |c| work::next(c, &a))),
+        Command::Handoff(a) => Ok(agent::run(&a.agent, |c| work::handoff(c, &a))),
+        Command::Guard(a) => Ok(crate::guard::run(&a)),
         Command::Watch(a) => {
             crate::wake::run_watch(&a)?;
             Ok(ExitCode::SUCCESS)

@@ -83,7 +83,18 @@ where
     for name in raw.values.iter().map(|(n, _)| n).chain(&raw.switches) {
         check_allowed(name, &cmd)?;
     }
-    if !["post", "hook", "hooks"].contains(&cmd.as_str()) && !raw.positionals.is_empty() {
+    if ![
+        "post",
+        "hook",
+        "hooks",
+        "reserve",
+        "release-reservation",
+        "handoff",
+        "guard",
+    ]
+    .contains(&cmd.as_str())
+        && !raw.positionals.is_empty()
+    {
         return Err(Error::Usage(format!(
             "unexpected argument {:?}",
             raw.positionals[0]
@@ -109,6 +120,11 @@ fn command(cmd: &str, raw: &Raw) -> Result<Command> {
         "hook" => Command::Hook(super::wake::hook_args(raw)?),
         "hooks" => Command::Hooks(super::wake::install_args(raw)?),
         "watch" => Command::Watch(super::wake::watch_args(raw)?),
+        "reserve" => Command::Reserve(super::work::reserve_args(raw)?),
+        "release-reservation" => Command::ReleaseReservation(super::work::release_args(raw)?),
+        "next" => Command::Next(super::work::next_args(raw)?),
+        "handoff" => Command::Handoff(super::work::handoff_args(raw)?),
+        "guard" => Command::Guard(super::work::guard_args(raw)?),
         "smoke-agent" => Command::Smoke(smoke(raw)?),
         other => return Err(Error::Usage(format!("unknown command {other:?}"))),
     })
@@ -177,6 +193,17 @@ fn hub_config(raw: &Raw) -> Result<HubConfig> {
         max_connections: size("max-connections", d.max_connections, 1)?,
         relay: d.relay && !raw.switch("no-relay"),
         relay_allow_admin: raw.switch("relay-allow-admin"),
+        case_insensitive_paths: match raw.value("path-case") {
+            None => d.case_insensitive_paths,
+            Some("sensitive") => false,
+            Some("insensitive") => true,
+            Some(v) => {
+                return Err(Error::Usage(format!(
+                    "--path-case must be sensitive or insensitive, got {v:?}"
+                )));
+            }
+        },
+        project_root: raw.value("project-root").map(PathBuf::from),
         relay_max_wait_sec: raw
             .seconds("relay-max-wait-sec")?
             .unwrap_or(d.relay_max_wait_sec),

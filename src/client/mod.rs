@@ -15,12 +15,14 @@ channel cannot hide the answer.
 
 pub mod http;
 mod relay;
+mod work;
 
 pub use http::{
     ANSWER_LIMITS, BaseUrl, Exchange, HttpResponse, MAX_RESPONSE_BYTES, http_exchange,
     http_request, parse_answer, read_response, read_response_capped,
 };
 pub use relay::{CLIENT_MARGIN, RESPONSE_MAX_BYTES, RelayClient};
+pub use work::Reserve;
 
 use std::time::{Duration, Instant};
 
@@ -155,6 +157,22 @@ impl Client {
     ) -> Result<Value> {
         match self.exchange(method, path, body, timeout)? {
             Reply::Parsed(status, value) => envelope_result(status, value),
+            Reply::Oversized { why, .. } => Err(Error::Protocol(self.refused(method, path, &why))),
+        }
+    }
+
+    /// Sends a request and returns the HTTP status and the envelope as the
+    /// hub sent it, `{"ok": false}` included (a 409 carries `conflicts`).
+    /// Transport failures and oversized answers are still errors.
+    pub fn answer(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<(u16, Value)> {
+        match self.exchange(method, path, body, timeout)? {
+            Reply::Parsed(status, value) => Ok((status, value)),
             Reply::Oversized { why, .. } => Err(Error::Protocol(self.refused(method, path, &why))),
         }
     }

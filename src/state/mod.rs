@@ -126,6 +126,17 @@ impl State {
             .map_err(|e| {
                 Error::Config(format!("cannot open database {}: {e}", storage.display()))
             })?;
+        let root = match &config.project_root {
+            Some(dir) => paths::absolute(dir)?,
+            None => std::env::current_dir()
+                .map_err(|e| Error::Config(format!("cannot read the working directory: {e}")))?,
+        };
+        store.set_path_rules(crate::store::PathRules {
+            fold: crate::glob::Fold {
+                case_insensitive: config.case_insensitive_paths,
+            },
+            root: Some(root.to_string_lossy().into_owned()),
+        });
         let resolved = paths::display_resolved(&storage);
         let instance_id = ids::instance_id(&resolved, store.birth()?.as_deref());
         let notifier = Notifier::new();
@@ -135,6 +146,9 @@ impl State {
             let log = log.clone();
             store.set_commit_hook(move |c: &Committed| {
                 notifier.notify_posted(&c.posted);
+                if c.work {
+                    notifier.notify(&[crate::notify::Key::Tasks]);
+                }
                 for line in &c.logs {
                     log.log(line);
                 }
@@ -190,6 +204,8 @@ impl State {
             "arc-rs:sse_resume",
             "arc-rs:hooks",
             "arc-rs:delivery",
+            "arc-rs:reservations",
+            "arc-rs:task_dag",
         ]);
         f.into_iter().map(String::from).collect()
     }

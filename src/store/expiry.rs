@@ -1,7 +1,8 @@
 //! The one expiry routine (docs/PROTOCOL.md, "Presence, expiry and
 //! recovery"): it runs at the start of every write transaction, expires
-//! the sessions past their TTL, and recovers the claims and locks of
-//! agents left with no live session, announcing each once.
+//! the sessions past their TTL, recovers the claims, locks and
+//! reservations of agents left with no live session, and releases
+//! reservations past their expiry, announcing each once.
 
 use super::Cached;
 use rusqlite::{OptionalExtension, params};
@@ -58,8 +59,10 @@ impl Tx<'_> {
                 .is_some();
             if !still_live {
                 self.recover(&agent)?;
+                self.recover_reservations(&agent)?;
             }
         }
+        self.expire_reservations()?;
         Ok(())
     }
 
@@ -79,6 +82,7 @@ impl Tx<'_> {
             if n != 1 {
                 continue;
             }
+            self.out.work = true;
             self.out.logs.push(format!(
                 "claim recovered: key={} stale_owner={agent} thread={}",
                 claim.claim_key,

@@ -86,12 +86,12 @@ pub(super) fn lease_active(released_at: Option<&str>, expires_at: &str, now: &st
 
 /// A lease request: the key, the owner, and the columns (beyond key,
 /// owner, times and metadata) a new holder writes.
-struct Want<'a> {
-    key: &'a str,
-    owner: &'a str,
-    ttl_sec: i64,
-    metadata: &'a Map<String, Value>,
-    extra: Vec<(&'static str, Sql)>,
+pub(super) struct Want<'a> {
+    pub(super) key: &'a str,
+    pub(super) owner: &'a str,
+    pub(super) ttl_sec: i64,
+    pub(super) metadata: &'a Map<String, Value>,
+    pub(super) extra: Vec<(&'static str, Sql)>,
 }
 
 impl Tx<'_> {
@@ -107,7 +107,7 @@ impl Tx<'_> {
     }
 
     /// Acquires (or extends, or is denied) a lease; true if held now.
-    fn acquire<T: LeaseRow>(&mut self, w: &Want<'_>) -> Result<(T, bool)> {
+    pub(super) fn acquire<T: LeaseRow>(&mut self, w: &Want<'_>) -> Result<(T, bool)> {
         let expires = time::format(self.now_s + w.ttl_sec);
         let meta = serde_json::to_string(w.metadata)?;
         let acquired = match self.lease::<T>(w.key)? {
@@ -203,7 +203,13 @@ impl Store {
         ttl_sec: i64,
         metadata: &Map<String, Value>,
     ) -> Result<(Lock, bool)> {
+        let rules = self.path_rules();
         self.write(|t| {
+            // One truth about who holds a file: another agent's exclusive
+            // reservation covering it denies the lock, in the same shape.
+            if let Some(held) = t.reserved_against_lock(&rules, agent, file_path)? {
+                return Ok((held, false));
+            }
             t.acquire(&Want {
                 key: file_path,
                 owner: agent,
@@ -245,6 +251,10 @@ impl Store {
             );
             if t.tx.run(&sql, [&t.now, key, owner])? == 0 {
                 return Err(Error::not_found(T::RELEASE_MISSING));
+            }
+            if T::TABLE == "claims" {
+                t.release_tied(Some(key), false)?;
+                t.out.work = true;
             }
             t.touch(owner)?;
             t.lease::<T>(key)?

@@ -121,6 +121,9 @@ impl Store {
                 m.thread_id.as_deref(),
                 &metadata,
             )?;
+            if m.kind == "task" || m.kind == "task_request" || completes.is_some() {
+                t.out.work = true;
+            }
             if m.kind == "task" || m.kind == "task_request" {
                 t.tx.run(
                     "INSERT OR IGNORE INTO tasks(task_id, parent_task_id, channel, thread_id, status, created_at, completed_at) VALUES (?1, ?2, ?3, ?4, 'open', ?5, NULL)",
@@ -133,6 +136,7 @@ impl Store {
                     params![t.now, request_id],
                 )?;
                 t.rollup(request_id)?;
+                t.release_tied(None, true)?;
             }
             super::delivery::check_dm(t.tx, &msg, &t.now)?;
             t.touch(&m.from_agent)?;
@@ -288,9 +292,14 @@ impl Store {
             self.watch_cursor.fetch_max(last.id, Ordering::SeqCst);
             let full = rows.len() as i64 == CHUNK;
             lock_recent(&self.recent).extend_foreign(&rows);
+            // Another hub's tasks and results may make a task ready.
+            let work = rows
+                .iter()
+                .any(|m| matches!(m.kind.as_str(), "task" | "task_request" | "task_result"));
             self.publish(Committed {
                 posted: rows.iter().map(Posted::of).collect(),
                 logs: Vec::new(),
+                work,
                 messages: Vec::new(),
             });
             if !full {

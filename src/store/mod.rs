@@ -24,11 +24,13 @@ its shared steps), `expiry.rs` (expiry and recovery), `sessions.rs`,
 and dead letters, in extension tables) and `rows.rs` (row readers).
 */
 
+mod dag;
 mod delivery;
 mod expiry;
 mod group;
 mod leases;
 mod messages;
+mod reservations;
 mod rows;
 mod schema;
 mod sessions;
@@ -37,9 +39,13 @@ mod tasks;
 mod threads;
 mod tx;
 
+pub use dag::{Assignment, NEXT_CLAIM_TTL_SEC, TaskSpec, claim_key_of, spec_of};
 pub use delivery::{DeadLetter, Delivery, Marks, Pending, PendingLists, Scope as DeliveryScope};
 pub use leases::LeaseRow;
 pub use messages::{EventQuery, EventsPage, FeedQuery, Freshness, NewMessage};
+pub use reservations::{
+    Conflict, NewReservation, PathRules, Reservation, Reserved, reservation_json,
+};
 pub use schema::{MAX_MESSAGE_ID, MAX_TTL_SEC};
 pub use tail::PAGE_MAX_BYTES;
 
@@ -63,6 +69,8 @@ use tx::Tx;
 pub struct Committed {
     pub posted: Vec<crate::notify::Posted>,
     pub logs: Vec<String>,
+    /// Tasks or claims changed: something may have become ready.
+    pub work: bool,
     messages: Vec<Message>,
 }
 
@@ -70,6 +78,7 @@ impl Committed {
     /// Adds what a later writer in the same transaction produced.
     fn append(&mut self, mut later: Committed) {
         self.posted.append(&mut later.posted);
+        self.work |= later.work;
         self.logs.append(&mut later.logs);
         self.messages.append(&mut later.messages);
     }
@@ -187,6 +196,8 @@ pub struct Store {
     marks: Mutex<delivery::MarkCache>,
     /// Messages up to here hold no DM the dead-letter scan has not read.
     dead_seen: AtomicI64,
+    /// How reservation paths compare (`reservations.rs`).
+    path_rules: OnceLock<reservations::PathRules>,
 }
 
 /// A message to insert, already validated by the API layer.
@@ -211,6 +222,7 @@ impl Store {
         let seeded = conn
             .execute_batch(schema::SCHEMA)
             .and_then(|()| conn.execute_batch(delivery::SCHEMA))
+            .and_then(|()| conn.execute_batch(reservations::SCHEMA))
             .and_then(|()| {
             conn.run(
                 "INSERT OR IGNORE INTO channels(name, created_at, created_by, metadata_json) VALUES ('general', ?1, 'system', '{}'), ('direct', ?1, 'system', '{}')",
@@ -240,6 +252,7 @@ impl Store {
             threads: Mutex::new(threads::Cache::default()),
             marks: Mutex::new(delivery::MarkCache::default()),
             dead_seen: AtomicI64::new(0),
+            path_rules: OnceLock::new(),
         })
     }
 
@@ -404,7 +417,7 @@ impl Store {
         if !out.messages.is_empty() {
             lock_recent(&self.recent).extend(&out.messages);
         }
-        if !(out.posted.is_empty() && out.logs.is_empty()) {
+        if !(out.posted.is_empty() && out.logs.is_empty() && !out.work) {
             if let Some(hook) = self.hook.get() {
                 hook(&out);
             }

@@ -99,7 +99,8 @@ impl Store {
         self.write(|_| Ok(()))
     }
 
-    /// Unix second at which the next active session becomes expirable.
+    /// Unix second at which the next active session becomes expirable,
+    /// or the next reservation lapses, whichever is first.
     pub fn next_expiry(&self) -> Result<Option<i64>> {
         let conn = self.lock();
         let min: Option<String> = conn.one(
@@ -109,9 +110,20 @@ impl Store {
         )?;
         // `last_seen < format(now - ttl)` first holds one second after
         // last_seen + ttl, because the comparison is on truncated strings.
-        Ok(min
+        let session = min
             .and_then(|s| time::parse(&s))
-            .map(|s| s + self.ttl_sec + 1))
+            .map(|s| s + self.ttl_sec + 1);
+        // A reservation is released in the second its expiry is reached.
+        let reservation: Option<String> = conn.one(
+            "SELECT MIN(expires_at) FROM arc_reservations WHERE released_at IS NULL",
+            [],
+            |r| text(r, 0),
+        )?;
+        let reservation = reservation.and_then(|s| time::parse(&s));
+        Ok(match (session, reservation) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// `GET /v1/agents`: live sessions ordered by agent id.

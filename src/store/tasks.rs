@@ -58,6 +58,8 @@ impl Store {
                 params![t.now, task_id],
             )?;
             let parent_completed = t.rollup(task_id)?;
+            t.release_tied(None, true)?;
+            t.out.work = true;
             let task = t.task(task_id)?.ok_or_else(|| Error::not_found("task not found"))?;
             Ok((task, parent_completed))
         })

@@ -39,6 +39,10 @@ pub const MESSAGE_KINDS: [&str; 8] = [
     "task_result",
 ];
 
+/// A reservation's lease when `ttl_sec` is not given, and the shortest allowed.
+pub const RESERVATION_TTL_SEC: i64 = 3600;
+pub const RESERVATION_MIN_TTL_SEC: i64 = 5;
+
 /// The five attachment types.
 pub const ATTACHMENT_TYPES: [&str; 5] = ["text", "json", "code", "file_ref", "diff_ref"];
 
