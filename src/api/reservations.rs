@@ -149,7 +149,16 @@ pub(super) fn check(s: &Arc<State>, c: &Call) -> Result<Outcome> {
     if raw.is_empty() {
         return Err(Error::invalid("path query parameter is required"));
     }
-    let paths = patterns(s, &raw)?;
+    if raw.len() > MAX_PATTERNS {
+        return Err(Error::invalid(format!(
+            "at most {MAX_PATTERNS} paths per check"
+        )));
+    }
+    let rules = s.store.path_rules();
+    let paths: Vec<String> = raw
+        .iter()
+        .map(|p| rules.normalize(p))
+        .collect::<Result<_>>()?;
     let found = s.store.check_paths(&agent, &paths)?;
     Ok(Reply::ok(json!({"allowed": found.is_empty(), "conflicts": conflicts_json(&found)})).into())
 }

@@ -206,6 +206,7 @@ impl State {
             "arc-rs:delivery",
             "arc-rs:reservations",
             "arc-rs:task_dag",
+            "arc-rs:guard",
         ]);
         f.into_iter().map(String::from).collect()
     }

@@ -159,13 +159,33 @@ fn by_id(c: &Connection, id: &str, now: &str) -> Result<Option<Reservation>> {
     .optional()?)
 }
 
+/// What is asked for: a pattern to reserve, or a path (taken literally:
+/// `src/[id].tsx` is a file name, not a class) to check.
+pub(super) type Wanted = (String, Option<Pattern>);
+
+/// True if `theirs` (a held pattern) meets what is wanted.
+fn meets(theirs: &Pattern, (raw, mine): &Wanted) -> bool {
+    match mine {
+        Some(p) => p.overlaps(theirs),
+        None => theirs.matches(raw),
+    }
+}
+
+/// True if a locked path (normalised) is covered by what is wanted.
+fn covers(locked: &str, (raw, mine): &Wanted) -> bool {
+    match mine {
+        Some(p) => p.matches(locked),
+        None => locked == raw,
+    }
+}
+
 /// The conflicts of `agent` taking `wanted` (exclusive or not) against
 /// everything active, reservations and reference locks.
 pub(super) fn conflicts(
     c: &Connection,
     rules: &PathRules,
     agent: &str,
-    wanted: &[(String, Pattern)],
+    wanted: &[Wanted],
     exclusive: bool,
     now: &str,
 ) -> Result<Vec<Conflict>> {
@@ -178,14 +198,14 @@ pub(super) fn conflicts(
             let Ok(p) = Pattern::parse(theirs) else {
                 continue;
             };
-            for (raw, mine) in wanted {
-                if mine.overlaps(&p) {
+            for w in wanted {
+                if meets(&p, w) {
                     out.push(Conflict {
                         reservation_id: Some(r.reservation_id.clone()),
                         agent_id: r.agent_id.clone(),
                         pattern: theirs.clone(),
                         mode: r.mode.clone(),
-                        requested: raw.clone(),
+                        requested: w.0.clone(),
                         expires_at: r.expires_at.clone(),
                         reason: r.reason.clone(),
                     });
@@ -209,14 +229,14 @@ pub(super) fn conflicts(
         let Ok(norm) = rules.normalize(&path) else {
             continue;
         };
-        for (raw, mine) in wanted {
-            if mine.matches(&norm) {
+        for w in wanted {
+            if covers(&norm, w) {
                 out.push(Conflict {
                     reservation_id: None,
                     agent_id: holder.clone(),
                     pattern: path.clone(),
                     mode: "lock".into(),
-                    requested: raw.clone(),
+                    requested: w.0.clone(),
                     expires_at: expires_at.clone(),
                     reason: None,
                 });
@@ -343,12 +363,12 @@ impl Tx<'_> {
 
     /// Takes `want` for its agent, or refuses with every conflict.
     pub(super) fn reserve(&mut self, rules: &PathRules, want: &NewReservation) -> Result<Reserved> {
-        let parsed: Vec<(String, Pattern)> = want
+        let parsed: Vec<Wanted> = want
             .paths
             .iter()
             .map(|p| {
                 Pattern::parse(p)
-                    .map(|pat| (p.clone(), pat))
+                    .map(|pat| (p.clone(), Some(pat)))
                     .map_err(Error::invalid)
             })
             .collect::<Result<_>>()?;
@@ -512,18 +532,12 @@ impl Store {
     }
 
     /// `GET /v1/reservations/check`: what stops `agent` touching `paths`
-    /// (normalised paths, not patterns). Read-only.
+    /// (normalised, taken literally). Other agents' exclusive reservations
+    /// and locks count; a shared reservation does not stop an edit. Read-only.
     pub fn check_paths(&self, agent: &str, paths: &[String]) -> Result<Vec<Conflict>> {
         let rules = self.path_rules();
-        let wanted: Vec<(String, Pattern)> = paths
-            .iter()
-            .map(|p| {
-                Pattern::parse(p)
-                    .map(|pat| (p.clone(), pat))
-                    .map_err(Error::invalid)
-            })
-            .collect::<Result<_>>()?;
-        self.read(|c, now| conflicts(c, &rules, agent, &wanted, true, now))
+        let wanted: Vec<Wanted> = paths.iter().map(|p| (p.clone(), None)).collect();
+        self.read(|c, now| conflicts(c, &rules, agent, &wanted, false, now))
     }
 }
 
