@@ -87,6 +87,11 @@ impl Client {
         if let Some(c) = channel {
             body["channel"] = json!(c);
         }
+        // A relay must get the answer before its forward timeout gives up.
+        let wait = match self.transport {
+            super::Transport::Relay(_) => wait.min(super::RELAY_MAX_WAIT_SEC),
+            _ => wait,
+        };
         if wait > 0.0 {
             body["timeout"] = json!(wait);
         }
