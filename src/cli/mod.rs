@@ -45,7 +45,7 @@ pub enum Command {
     Poll(PollArgs),
     Whoami(Endpoint),
     Relay(crate::relay::RelayConfig),
-    Mcp(Endpoint),
+    Mcp(crate::mcp::McpArgs),
     Smoke(SmokeArgs),
     Hook(crate::wake::HookArgs),
     Hooks(crate::wake::InstallArgs),

@@ -115,7 +115,10 @@ fn command(cmd: &str, raw: &Raw) -> Result<Command> {
         "post" => Command::Post(agent::post_args(raw)?),
         "poll" => Command::Poll(agent::poll_args(raw)?),
         "whoami" => Command::Whoami(agent::endpoint(raw, None)?),
-        "mcp" => Command::Mcp(agent::endpoint(raw, Some(crate::mcp::DEFAULT_AGENT))?),
+        "mcp" => Command::Mcp(crate::mcp::McpArgs {
+            endpoint: agent::endpoint(raw, Some(crate::mcp::DEFAULT_AGENT))?,
+            tools: crate::mcp::profile::Profile::default(),
+        }),
         "relay" => Command::Relay(relay(raw)?),
         "hook" => Command::Hook(super::wake::hook_args(raw)?),
         "hooks" => Command::Hooks(super::wake::install_args(raw)?),
@@ -394,7 +397,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match p(&["mcp"]).unwrap() {
-            Command::Mcp(a) => assert_eq!(a.agent, "mcp-client"),
+            Command::Mcp(a) => assert_eq!(a.endpoint.agent, "mcp-client"),
             other => panic!("{other:?}"),
         }
     }

@@ -38,6 +38,7 @@ touches the store.
 */
 
 mod framing;
+pub mod profile;
 mod rpc;
 mod server;
 mod session;
@@ -89,6 +90,8 @@ pub struct Options {
     pub exit_grace: Duration,
     /// Log to stderr.
     pub log: bool,
+    /// The tools on offer (`--tools`).
+    pub tools: profile::Profile,
 }
 
 impl Default for Options {
@@ -99,17 +102,29 @@ impl Default for Options {
             retry: Duration::from_secs(1),
             exit_grace: Duration::from_secs(2),
             log: true,
+            tools: profile::Profile::default(),
         }
     }
 }
 
+/// `arc mcp`'s arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpArgs {
+    pub endpoint: crate::client::Endpoint,
+    pub tools: profile::Profile,
+}
+
 /// Serves MCP on stdin/stdout until EOF.
-pub fn run_stdio(args: &crate::client::Endpoint) -> Result<()> {
+pub fn run_stdio(a: &McpArgs) -> Result<()> {
+    let args = &a.endpoint;
     let client = match &args.relay_dir {
         Some(dir) => Client::over_relay(&args.agent, &crate::paths::absolute(dir)?),
         None => Client::http(&args.agent, &args.base_url),
     };
-    let opts = Options::default();
+    let opts = Options {
+        tools: a.tools.clone(),
+        ..Options::default()
+    };
     let shared = Shared::new(client, opts, Box::new(std::io::stdout()));
     let on_signal = shared.clone();
     // A host that kills us instead of closing stdin still gets the

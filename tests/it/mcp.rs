@@ -77,6 +77,7 @@ fn fast() -> Options {
         retry: Duration::from_millis(100),
         exit_grace: Duration::from_secs(3),
         log: false,
+        ..Options::default()
     }
 }
 
