@@ -79,6 +79,7 @@ pub(super) fn pending(s: &Arc<State>, c: &Call) -> Result<Outcome> {
             )));
         }
     };
+    s.flush_delivered();
     let p = s.store.pending_lists(&agent, limit as usize)?;
     let channels: serde_json::Map<String, Value> = p
         .marks
@@ -111,6 +112,7 @@ pub(super) fn deliveries(s: &Arc<State>, c: &Call) -> Result<Outcome> {
         .param(0)
         .parse()
         .map_err(|_| Error::not_found("message not found"))?;
+    s.flush_delivered();
     let rows: Vec<Value> = s
         .store
         .deliveries(id)?

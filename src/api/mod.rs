@@ -68,8 +68,8 @@ pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
-    /// The delivered mark this answer moves, recorded once it is handed
-    /// to the connection ([`Reply::answered`]), off the answer's path.
+    /// The delivered mark this answer moves, queued for the mark writer
+    /// as the answer is sent ([`Reply::answered`]), off the answer's path.
     pub delivers: Option<Delivers>,
 }
 
@@ -91,7 +91,7 @@ impl Reply {
         }
     }
 
-    /// Call once the answer was handed over: records what it delivered.
+    /// Call as the answer is sent: queues the mark of what it delivered.
     pub fn answered(state: &State, delivers: Option<Delivers>) {
         if let Some(d) = delivers {
             delivery::record(state, &d.agent, Some(d.scope), Some(d.last_id));

@@ -50,7 +50,8 @@ pub fn respond(state: &State, rq: tiny_http::Request, reply: Reply) {
     if reply.status == 503 && state.stopping() {
         response = response.with_close();
     }
-    if rq.respond(response).is_ok() {
-        Reply::answered(state, delivers);
-    }
+    // Queued before the answer leaves, so a client that reads its marks
+    // right after the answer finds them (reads of marks flush the queue).
+    Reply::answered(state, delivers);
+    let _ = rq.respond(response);
 }

@@ -94,6 +94,8 @@ pub struct State {
 pub struct DeliveredQueue {
     marks: HashMap<(String, String), (crate::store::DeliveryScope, i64)>,
     stop: bool,
+    /// The writer thread holds a batch it has not written yet.
+    writing: bool,
 }
 
 impl State {
@@ -308,16 +310,26 @@ impl State {
                 if q.stop {
                     return;
                 }
+                q.writing = true;
                 std::mem::take(&mut q.marks)
             };
             self.store_delivered(batch);
+            self.delivered.update(|q| q.writing = false);
         }
     }
 
-    /// Writes every queued mark now (at stop, after the last answer).
+    /// Writes every queued mark now, and waits (boundedly) for a batch the
+    /// writer thread holds: a read of marks after this sees every answer
+    /// already sent. Also at stop, after the last answer.
     pub fn flush_delivered(&self) {
         let batch = std::mem::take(&mut self.delivered.lock().marks);
         self.store_delivered(batch);
+        drop(
+            self.delivered
+                .wait_until(Some(Instant::now() + Duration::from_secs(5)), |q| {
+                    !q.writing
+                }),
+        );
     }
 
     fn store_delivered(
