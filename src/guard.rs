@@ -139,13 +139,18 @@ fn check_batch(
                     "the check's answer has no conflicts list".into(),
                 ));
             };
-            for c in conflicts.iter().filter(|c| c.is_object()) {
-                let requested = c["requested"].as_str().unwrap_or_default();
-                out.held.push(Held {
-                    path: asked_as(batch, requested).to_string(),
+            let mut held: Vec<Held> = conflicts
+                .iter()
+                .filter(|c| c.is_object())
+                .map(|c| Held {
+                    path: asked_as(batch, c["requested"].as_str().unwrap_or_default()).to_string(),
                     conflict: c.clone(),
-                });
-            }
+                })
+                .collect();
+            // In the order the paths were asked about (the hub lists
+            // reservations before locks).
+            held.sort_by_key(|h| batch.iter().position(|p| *p == h.path));
+            out.held.extend(held);
             Ok(())
         }
         Err(Error::Hub { status: 400, .. }) if batch.len() > 1 => {
@@ -286,7 +291,13 @@ pub fn report(client: &Client, source: &str, held: &[Held], verdict: Verdict, ti
             paths.push(&h.path);
         }
     }
-    let why: Vec<String> = held.iter().map(|h| holding(&h.conflict)).collect();
+    let mut why: Vec<String> = Vec::new();
+    for h in held {
+        let line = holding(&h.conflict);
+        if !why.contains(&line) {
+            why.push(line);
+        }
+    }
     let (did, action) = match verdict {
         Verdict::Deny => ("was refused", "deny"),
         Verdict::Warn => ("was warned about", "warn"),
@@ -598,7 +609,8 @@ fn script_path(p: &Path) -> std::result::Result<String, String> {
 fn script(a: &GuardArgs) -> std::result::Result<String, String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find this arc executable: {e}"))?;
-    let exe = sh_quote(&script_path(&exe)?);
+    // Always in quotes, plain or not.
+    let exe = format!("'{}'", script_path(&exe)?.replace('\'', r"'\''"));
     let mut args = vec![
         "guard".to_string(),
         "pre-commit".into(),

@@ -6,8 +6,10 @@ Arc's entries are the command hooks whose program is `arc` (in any
 directory, `.exe` allowed) run as `arc hook ...`. Installing puts one in
 each of the harness's context events (and Claude Code's `Stop`, in the
 background with `asyncRewake`), in place of the one already there, or in
-a matcher group of its own at the end; uninstalling takes them out, and
-the groups and events that held nothing else. Every other key, event,
+a matcher group of its own at the end; the guard event's hook goes in a
+group with the guard's matcher (its tools that write files).
+Uninstalling takes them out, and the groups and events that held nothing
+else. Every other key, event,
 group and hook stays where it was: the file is read into [`Json`], which
 keeps the order of keys (this crate's serde_json map sorts them).
 
@@ -28,7 +30,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    CONTEXT_HOOK_TIMEOUT_SEC, Harness, InstallArgs, STOP_HOOK_TIMEOUT_SEC, Scope, WAKE_EVENT,
+    CONTEXT_HOOK_TIMEOUT_SEC, GUARD_HOOK_TIMEOUT_SEC, Harness, InstallArgs, STOP_HOOK_TIMEOUT_SEC,
+    Scope, WAKE_EVENT,
 };
 use crate::error::{Error, Result};
 
@@ -256,29 +259,43 @@ fn hook_command(a: &InstallArgs) -> Result<String> {
     Ok(words.join(" "))
 }
 
-/// `(event, hook)` for each hook Arc installs in `harness`.
-fn wanted_hooks(harness: Harness, command: &str) -> Vec<(String, Json)> {
+/// One hook Arc installs: its event, the matcher of the group it must sit
+/// in (`None`: any group of the event), and the hook.
+#[derive(Debug, Clone, PartialEq)]
+struct Wanted {
+    event: String,
+    matcher: Option<&'static str>,
+    hook: Json,
+}
+
+/// Each hook Arc installs in `harness`.
+fn wanted_hooks(harness: Harness, command: &str) -> Vec<Wanted> {
     // Gemini CLI counts hook timeouts in milliseconds, the others in seconds.
     let unit = match harness {
         Harness::Gemini => 1000,
         _ => 1,
     };
-    let mut out: Vec<(String, Json)> = harness
-        .def()
+    let def = harness.def();
+    let mut out: Vec<Wanted> = def
         .context_events
         .iter()
-        .map(|e| {
-            (
-                e.to_string(),
-                hook(command, false, CONTEXT_HOOK_TIMEOUT_SEC * unit),
-            )
+        .map(|e| Wanted {
+            event: e.to_string(),
+            matcher: None,
+            hook: hook(command, false, CONTEXT_HOOK_TIMEOUT_SEC * unit),
         })
         .collect();
+    out.push(Wanted {
+        event: def.guard.event.to_string(),
+        matcher: Some(def.guard.matcher),
+        hook: hook(command, false, GUARD_HOOK_TIMEOUT_SEC * unit),
+    });
     if harness.can_wake() {
-        out.push((
-            WAKE_EVENT.to_string(),
-            hook(command, true, STOP_HOOK_TIMEOUT_SEC * unit),
-        ));
+        out.push(Wanted {
+            event: WAKE_EVENT.to_string(),
+            matcher: None,
+            hook: hook(command, true, STOP_HOOK_TIMEOUT_SEC * unit),
+        });
     }
     out
 }
@@ -295,10 +312,15 @@ fn hook(command: &str, rewake: bool, timeout: u64) -> Json {
     Json::Object(fields)
 }
 
-/// A matcher group holding only `hook` (no matcher: every harness runs
-/// such a group for every occurrence of the event).
-fn group(hook: &Json) -> Json {
-    Json::Object(vec![("hooks".to_string(), Json::Array(vec![hook.clone()]))])
+/// A matcher group holding only `w`'s hook, with its matcher (no matcher:
+/// every harness runs such a group for every occurrence of the event).
+fn group(w: &Wanted) -> Json {
+    let mut fields = Vec::new();
+    if let Some(m) = w.matcher {
+        fields.push(("matcher".to_string(), Json::Scalar(Value::from(m))));
+    }
+    fields.push(("hooks".to_string(), Json::Array(vec![w.hook.clone()])));
+    Json::Object(fields)
 }
 
 /// What happened to one event's entries.
@@ -319,13 +341,13 @@ impl Change {
     }
 }
 
-/// Puts each `(event, hook)` of `wanted` into `doc` in place of Arc's
+/// Puts each hook of `wanted` into `doc` in place of Arc's
 /// entries, and takes Arc's entries out of every other event (with an
 /// empty `wanted`, out of all). Keys in `skip` under `hooks` are not
 /// events. Returns each event that changed, in the file's order.
 fn merge(
     doc: &mut Json,
-    wanted: &[(String, Json)],
+    wanted: &[Wanted],
     skip: &[&str],
 ) -> std::result::Result<Vec<(String, Change)>, String> {
     let Json::Object(top) = doc else {
@@ -358,7 +380,7 @@ fn merge(
         if !is_event(name) {
             continue;
         }
-        let want = wanted.iter().find(|(e, _)| e == name).map(|(_, h)| h);
+        let want = wanted.iter().find(|w| w.event == *name);
         let had = groups.len();
         if let Some(change) = merge_event(groups, want) {
             changes.push((name.clone(), change));
@@ -370,10 +392,10 @@ fn merge(
     for i in emptied.iter().rev() {
         events.remove(*i);
     }
-    for (event, hook) in wanted {
-        if !events.iter().any(|(name, _)| name == event) {
-            events.push((event.clone(), Json::Array(vec![group(hook)])));
-            changes.push((event.clone(), Change::Added));
+    for w in wanted {
+        if !events.iter().any(|(name, _)| *name == w.event) {
+            events.push((w.event.clone(), Json::Array(vec![group(w)])));
+            changes.push((w.event.clone(), Change::Added));
         }
     }
     if events.is_empty() && !emptied.is_empty() {
@@ -382,14 +404,17 @@ fn merge(
     Ok(changes)
 }
 
-/// One event's groups: the first of Arc's hooks becomes `want` (or, with
+/// One event's groups: the first of Arc's hooks in a group with `want`'s
+/// matcher (any group, when it has none) becomes `want`'s hook (or, with
 /// none, a new group at the end holds it), the others go, and so does a
 /// group they leave empty.
-fn merge_event(groups: &mut Vec<Json>, want: Option<&Json>) -> Option<Change> {
+fn merge_event(groups: &mut Vec<Json>, want: Option<&Wanted>) -> Option<Change> {
     let mut placed = false;
     let mut changed = false;
     let mut emptied = Vec::new();
     for (g, group) in groups.iter_mut().enumerate() {
+        let fits =
+            want.is_some_and(|w| w.matcher.is_none_or(|m| group.str_at("matcher") == Some(m)));
         let Some(Json::Array(hooks)) = group.get_mut("hooks") else {
             continue;
         };
@@ -401,10 +426,10 @@ fn merge_event(groups: &mut Vec<Json>, want: Option<&Json>) -> Option<Change> {
                 continue;
             }
             match want {
-                Some(w) if !placed => {
+                Some(w) if fits && !placed => {
                     placed = true;
-                    if hooks[i] != *w {
-                        hooks[i] = w.clone();
+                    if hooks[i] != w.hook {
+                        hooks[i] = w.hook.clone();
                         changed = true;
                     }
                     i += 1;
@@ -743,7 +768,7 @@ mod tests {
         );
     }
 
-    fn wanted(agent: &str) -> Vec<(String, Json)> {
+    fn wanted(agent: &str) -> Vec<Wanted> {
         wanted_hooks(Harness::ClaudeCode, &arc(agent))
     }
 
@@ -773,7 +798,53 @@ mod tests {
         };
         assert_eq!(inner[0].str_at("command"), Some("lint"));
         assert_eq!(inner[1].str_at("command"), Some(arc("bob").as_str()));
-        assert_eq!(count_arc(&d), 4);
+        assert_eq!(count_arc(&d), 5);
+    }
+
+    #[test]
+    fn the_guard_hook_sits_in_a_group_with_its_matcher() {
+        let mut d = doc(&format!(
+            r#"{{"hooks": {{"PreToolUse": [
+                {{"matcher": "Bash", "hooks": [{{"type": "command", "command": "{}"}}, {{"type": "command", "command": "audit"}}]}},
+                {{"matcher": "Edit|Write|MultiEdit", "hooks": [{{"type": "command", "command": "fmt"}}]}}
+            ]}}}}"#,
+            arc("old"),
+        ));
+        let changes = merge(&mut d, &wanted("bob"), &[]).unwrap();
+        assert!(changes.contains(&("PreToolUse".to_string(), Change::Added)));
+        let Some(Json::Array(pre)) = d.get("hooks").unwrap().get("PreToolUse") else {
+            panic!()
+        };
+        assert_eq!(pre.len(), 3, "the user's groups stay, Arc's gets its own");
+        assert_eq!(
+            pre[0].get("hooks").unwrap(),
+            &Json::Array(vec![doc(r#"{"type": "command", "command": "audit"}"#)])
+        );
+        assert_eq!(pre[2].str_at("matcher"), Some("Edit|Write|MultiEdit"));
+        let want = wanted("bob")
+            .into_iter()
+            .find(|w| w.event == "PreToolUse")
+            .unwrap();
+        assert_eq!(
+            pre[2].get("hooks").unwrap(),
+            &Json::Array(vec![want.hook.clone()])
+        );
+        let keys: Vec<&str> = match &pre[2] {
+            Json::Object(f) => f.iter().map(|(k, _)| k.as_str()).collect(),
+            _ => panic!(),
+        };
+        assert_eq!(keys, ["matcher", "hooks"]);
+
+        // In a group with the right matcher, it is replaced where it is.
+        let before = render(&d).unwrap();
+        assert!(merge(&mut d, &wanted("bob"), &[]).unwrap().is_empty());
+        assert_eq!(render(&d).unwrap(), before);
+        let changes = merge(&mut d, &wanted("carol"), &[]).unwrap();
+        assert!(changes.contains(&("PreToolUse".to_string(), Change::Replaced)));
+        let Some(Json::Array(pre)) = d.get("hooks").unwrap().get("PreToolUse") else {
+            panic!()
+        };
+        assert_eq!(pre.len(), 3);
     }
 
     #[test]
@@ -782,7 +853,7 @@ mod tests {
         let mut d = doc(original);
         merge(&mut d, &wanted("bob"), &[]).unwrap();
         let changes = merge(&mut d, &[], &[]).unwrap();
-        assert_eq!(changes.len(), 4);
+        assert_eq!(changes.len(), 5);
         assert!(changes.iter().all(|(_, c)| *c == Change::Removed));
         assert_eq!(d, doc(original));
         assert!(merge(&mut d, &[], &[]).unwrap().is_empty());
@@ -807,11 +878,17 @@ mod tests {
         };
         assert_eq!(
             after[0].get("hooks").unwrap(),
-            &Json::Array(vec![want[2].1.clone()])
+            &Json::Array(vec![want[2].hook.clone()])
         );
         assert_eq!(
-            want[2].1.get("timeout"),
+            want[2].hook.get("timeout"),
             Some(&Json::Scalar(Value::from(CONTEXT_HOOK_TIMEOUT_SEC * 1000)))
+        );
+        assert_eq!(want[3].event, "BeforeTool");
+        assert_eq!(want[3].matcher, Some("^(write_file|replace)$"));
+        assert_eq!(
+            want[3].hook.get("timeout"),
+            Some(&Json::Scalar(Value::from(GUARD_HOOK_TIMEOUT_SEC * 1000)))
         );
     }
 }

@@ -6,8 +6,8 @@ command for each new batch of messages). All three talk to the hub
 through [`crate::client`]; the hub keeps the delivery marks.
 
 Files: `hook.rs` (`arc hook`), `install.rs` (`arc hooks`), `watch.rs`
-(`arc watch`). The harness facts (event names, settings files) are the
-tables below.
+(`arc watch`). The harness facts (event names, settings files, the tools
+that write files and how to refuse them) are the tables below.
 */
 
 mod hook;
@@ -33,12 +33,44 @@ pub enum Harness {
 
 /// Each harness: its name on the command line, the events that take
 /// `additionalContext`, the settings file under a project (and under the
-/// home directory for `--user`).
+/// home directory for `--user`), and its reservation guard.
 pub struct HarnessDef {
     pub harness: Harness,
     pub name: &'static str,
     pub context_events: &'static [&'static str],
     pub settings: &'static str,
+    pub guard: GuardDef,
+}
+
+/// Where a guarded tool's input names the files it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `tool_input.file_path`.
+    FilePath,
+    /// A Codex patch in `tool_input.command`: the paths of its
+    /// `*** Add File: `, `*** Update File: `, `*** Delete File: ` and
+    /// `*** Move to: ` lines.
+    Patch,
+}
+
+/// How a harness is told that a tool call may not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `{"hookSpecificOutput":{"hookEventName":EVENT,"permissionDecision":"deny","permissionDecisionReason":WHY}}`.
+    PermissionDecision,
+    /// `{"decision":"deny","reason":WHY}`.
+    Decision,
+}
+
+/// The hook that refuses an edit of a path another agent holds
+/// (docs/WAKE.md, "Guards"): the event that runs before a tool, the
+/// matcher `arc hooks install` gives it, the tools that write files and
+/// where each names them, and the shape of a refusal.
+pub struct GuardDef {
+    pub event: &'static str,
+    pub matcher: &'static str,
+    pub tools: &'static [(&'static str, Target)],
+    pub refusal: Refusal,
 }
 
 /// The harness table.
@@ -48,18 +80,46 @@ pub static HARNESSES: &[HarnessDef] = &[
         name: "claude-code",
         context_events: &["SessionStart", "UserPromptSubmit", "PostToolUse"],
         settings: ".claude/settings.json",
+        guard: GuardDef {
+            event: "PreToolUse",
+            matcher: "Edit|Write|MultiEdit",
+            tools: &[
+                ("Edit", Target::FilePath),
+                ("Write", Target::FilePath),
+                ("MultiEdit", Target::FilePath),
+            ],
+            refusal: Refusal::PermissionDecision,
+        },
     },
     HarnessDef {
         harness: Harness::Codex,
         name: "codex",
         context_events: &["SessionStart", "UserPromptSubmit", "PostToolUse"],
         settings: ".codex/hooks.json",
+        // Every file edit goes through `apply_patch` (`Edit` and `Write`
+        // are only matcher aliases of it); its hook input is the patch.
+        guard: GuardDef {
+            event: "PreToolUse",
+            matcher: "apply_patch",
+            tools: &[("apply_patch", Target::Patch)],
+            refusal: Refusal::PermissionDecision,
+        },
     },
     HarnessDef {
         harness: Harness::Gemini,
         name: "gemini",
         context_events: &["SessionStart", "BeforeAgent", "AfterTool"],
         settings: ".gemini/settings.json",
+        // Gemini's matchers are unanchored regular expressions.
+        guard: GuardDef {
+            event: "BeforeTool",
+            matcher: "^(write_file|replace)$",
+            tools: &[
+                ("write_file", Target::FilePath),
+                ("replace", Target::FilePath),
+            ],
+            refusal: Refusal::Decision,
+        },
     },
 ];
 
@@ -76,6 +136,10 @@ pub const STOP_HOOK_TIMEOUT_SEC: u64 = 600;
 
 /// The timeout it gives context hooks, in seconds.
 pub const CONTEXT_HOOK_TIMEOUT_SEC: u64 = 10;
+
+/// The timeout it gives the guard hook, in seconds (the hook itself asks
+/// the hub for at most 3 s, and reports a refusal in at most 2 s more).
+pub const GUARD_HOOK_TIMEOUT_SEC: u64 = 10;
 
 impl Harness {
     pub fn def(self) -> &'static HarnessDef {
@@ -106,6 +170,22 @@ impl Harness {
     /// True if `event` takes `additionalContext` in this harness.
     pub fn is_context_event(self, event: &str) -> bool {
         self.def().context_events.contains(&event)
+    }
+
+    /// True if `event` is the one this harness runs before a tool.
+    pub fn is_guard_event(self, event: &str) -> bool {
+        self.def().guard.event == event
+    }
+
+    /// Where the input of `tool` names the files it writes, if it is one
+    /// the guard checks.
+    pub fn guard_target(self, tool: &str) -> Option<Target> {
+        self.def()
+            .guard
+            .tools
+            .iter()
+            .find(|(name, _)| *name == tool)
+            .map(|(_, t)| *t)
     }
 
     /// True if this harness can be woken from a background hook.

@@ -15,21 +15,40 @@ const HARNESSES: [(&str, &str, &[&str], u64); 3] = [
     (
         "claude-code",
         ".claude/settings.json",
-        &["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop"],
+        &[
+            "SessionStart",
+            "UserPromptSubmit",
+            "PostToolUse",
+            "PreToolUse",
+            "Stop",
+        ],
         1,
     ),
     (
         "codex",
         ".codex/hooks.json",
-        &["SessionStart", "UserPromptSubmit", "PostToolUse"],
+        &[
+            "SessionStart",
+            "UserPromptSubmit",
+            "PostToolUse",
+            "PreToolUse",
+        ],
         1,
     ),
     (
         "gemini",
         ".gemini/settings.json",
-        &["SessionStart", "BeforeAgent", "AfterTool"],
+        &["SessionStart", "BeforeAgent", "AfterTool", "BeforeTool"],
         1000,
     ),
+];
+
+/// (harness, its guard event, the matcher of the guard's group): the
+/// tools that write files (docs/WAKE.md, "Guards").
+const GUARDS: [(&str, &str, &str); 3] = [
+    ("claude-code", "PreToolUse", "Edit|Write|MultiEdit"),
+    ("codex", "PreToolUse", "apply_patch"),
+    ("gemini", "BeforeTool", "^(write_file|replace)$"),
 ];
 
 struct Run {
@@ -119,19 +138,36 @@ fn mtime(path: &Path) -> SystemTime {
     std::fs::metadata(path).unwrap().modified().unwrap()
 }
 
+fn is_this_arc(h: &Value) -> bool {
+    let exe = env!("CARGO_BIN_EXE_arc");
+    h["command"]
+        .as_str()
+        .is_some_and(|c| c.starts_with(&format!("{exe} hook ")))
+}
+
 /// Every hook under `event` whose command runs this `arc hook`.
 fn arc_hooks(doc: &Value, event: &str) -> Vec<Value> {
-    let exe = env!("CARGO_BIN_EXE_arc");
     doc["hooks"][event]
         .as_array()
         .into_iter()
         .flatten()
         .flat_map(|g| g["hooks"].as_array().cloned().unwrap_or_default())
-        .filter(|h| {
-            h["command"]
-                .as_str()
-                .is_some_and(|c| c.starts_with(&format!("{exe} hook ")))
+        .filter(is_this_arc)
+        .collect()
+}
+
+/// The groups under `event` that hold a hook running this `arc hook`.
+fn arc_groups(doc: &Value, event: &str) -> Vec<Value> {
+    doc["hooks"][event]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| {
+            g["hooks"]
+                .as_array()
+                .is_some_and(|h| h.iter().any(is_this_arc))
         })
+        .cloned()
         .collect()
 }
 
@@ -153,6 +189,12 @@ fn assert_installed(doc: &Value, harness: &str, agent: &str) {
         let wake = *event == "Stop";
         assert_eq!(h["timeout"], if wake { 600 } else { 10 } * unit);
         assert_eq!(h.get("asyncRewake"), wake.then_some(&Value::Bool(true)));
+        let guard = GUARDS.iter().find(|g| g.0 == harness && g.1 == *event);
+        if let Some((_, _, matcher)) = guard {
+            let groups = arc_groups(doc, event);
+            assert_eq!(groups.len(), 1, "{harness} {event}: {doc:#}");
+            assert_eq!(groups[0]["matcher"], json!(matcher), "{doc:#}");
+        }
     }
 }
 
@@ -550,6 +592,53 @@ fn hooks_install_quotes_the_command_for_the_shell() {
     // Quoted as it is, the entry is still recognised as Arc's.
     ok(&d.hooks("install", "claude-code", "plain", &[]));
     assert_installed(&read_json(&path), "claude-code", "plain");
+}
+
+/// The guard's hook goes in a group with the guard's matcher: an Arc hook
+/// left in another group of the guard event (an older install's) moves
+/// there, and the user's hooks stay where they were.
+#[test]
+fn hooks_install_puts_the_guard_in_a_group_of_its_own_matcher() {
+    let exe = env!("CARGO_BIN_EXE_arc");
+    for (harness, event, matcher) in GUARDS {
+        let d = Dirs::new();
+        let (_, file, _, _) = HARNESSES.iter().find(|h| h.0 == harness).unwrap();
+        let path = d.settings(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let old = json!({"hooks": {event: [
+            {"matcher": "Bash", "hooks": [
+                {"type": "command", "command": format!("{exe} hook {harness} --agent old")},
+                {"type": "command", "command": "audit-shell"},
+            ]},
+        ]}});
+        std::fs::write(&path, old.to_string()).unwrap();
+        let run = d.hooks("install", harness, "bob", &[]);
+        ok(&run);
+        assert!(
+            run.stdout.contains(&format!("  {event}: added\n")),
+            "{}",
+            run.stdout
+        );
+        let doc = read_json(&path);
+        assert_installed(&doc, harness, "bob");
+        let groups = doc["hooks"][event].as_array().unwrap();
+        assert_eq!(groups.len(), 2, "{doc:#}");
+        assert_eq!(
+            groups[0],
+            json!({"matcher": "Bash", "hooks": [{"type": "command", "command": "audit-shell"}]})
+        );
+        assert_eq!(groups[1]["matcher"], json!(matcher));
+        let again = d.hooks("install", harness, "bob", &[]);
+        assert_eq!(
+            again.stdout,
+            format!("nothing to change in {}\n", path.display())
+        );
+        ok(&d.hooks("uninstall", harness, "bob", &[]));
+        assert_eq!(
+            read_json(&path)["hooks"][event],
+            json!([{"matcher": "Bash", "hooks": [{"type": "command", "command": "audit-shell"}]}])
+        );
+    }
 }
 
 /// The installed `UserPromptSubmit` command, run as the harness runs it,

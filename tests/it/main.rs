@@ -5,6 +5,7 @@
 mod compat;
 mod core;
 mod dashboard;
+mod guard;
 mod hooks_install;
 mod hostile;
 mod hostile_client;
