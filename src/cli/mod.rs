@@ -96,7 +96,9 @@ fn execute(cmd: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Help(topic) => {
-            println!("{}", help(topic.as_deref()));
+            // A reader that stops early (`arc mcp --help | head`) is fine.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{}", help(topic.as_deref()));
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(cfg) => serve(*cfg),
