@@ -91,7 +91,11 @@ pub(super) fn reserve(s: &Arc<State>, c: &Call) -> Result<Outcome> {
         claim_key: opt_string(b, "claim_key")?,
     };
     match s.store.reserve(&want)? {
-        Reserved::Granted(r) => Ok(Reply::created(reservation_json(&r)).into()),
+        Reserved::Granted(r) => {
+            // Its expiry may come before anything the timer waits for.
+            s.expiry_alarm.ring();
+            Ok(Reply::created(reservation_json(&r)).into())
+        }
         Reserved::Refused(found) => Ok(refused(&found).into()),
     }
 }
@@ -128,6 +132,7 @@ pub(super) fn renew(s: &Arc<State>, c: &Call) -> Result<Outcome> {
     let r = s
         .store
         .renew_reservation(c.param(0), &agent, ttl(&c.body)?)?;
+    s.expiry_alarm.ring();
     Ok(Reply::ok(reservation_json(&r)).into())
 }
 

@@ -345,9 +345,11 @@ fn expiry_loop(state: &Arc<State>) {
             Ok(None) => ttl,
             Err(_) => 1,
         };
-        // A wall-clock second boundary may be up to a second away.
+        // A wall-clock second boundary may be up to a second away. A new
+        // short lease rings the alarm, and the next expiry is read again.
         let wait = Duration::from_secs(next as u64) + Duration::from_millis(10);
-        if state.wait_stop(wait) {
+        state.expiry_alarm.sleep(wait);
+        if state.stopping() {
             return;
         }
     }

@@ -84,6 +84,9 @@ pub struct State {
     pub(crate) parse_budget: Arc<crate::notify::Budget>,
     /// The newest hook waiter of each agent, by generation (docs/WAKE.md).
     hook_waiters: Mutex<std::collections::HashMap<String, u64>>,
+    /// Rung when something may now lapse sooner than the expiry timer
+    /// planned (a short reservation): the timer looks again.
+    pub expiry_alarm: Arc<crate::notify::Alarm>,
     /// Delivered marks answered but not yet written (see [`State::delivered`]).
     delivered: crate::notify::Watch<DeliveredQueue>,
 }
@@ -174,6 +177,7 @@ impl State {
             parse_budget: crate::notify::Budget::new(PARSE_BUDGET),
             hook_waiters: Mutex::new(std::collections::HashMap::new()),
             delivered: crate::notify::Watch::new(DeliveredQueue::default()),
+            expiry_alarm: crate::notify::Alarm::new(),
         }))
     }
 
@@ -277,6 +281,7 @@ impl State {
         self.stop.set();
         self.notifier.shutdown();
         self.delivered.update(|q| q.stop = true);
+        self.expiry_alarm.ring();
     }
 
     // ----- delivered marks -------------------------------------------------

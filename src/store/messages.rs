@@ -306,6 +306,22 @@ impl Store {
                 break;
             }
         }
+        // A completion or a released claim writes no message row: a
+        // fingerprint of tasks and claims tells when another hub changed
+        // them, so parked `tasks/next` callers try again.
+        let work: (i64, i64, i64) = conn.one(
+            "SELECT (SELECT COUNT(*) FROM tasks WHERE status = 'done'), \
+             (SELECT COUNT(*) FROM claims WHERE released_at IS NOT NULL), (SELECT COUNT(*) FROM claims)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let print = work.0 ^ (work.1 << 21) ^ (work.2 << 42);
+        if self.work_print.swap(print, Ordering::SeqCst) != print {
+            self.publish(Committed {
+                work: true,
+                ..Committed::default()
+            });
+        }
         Ok(true)
     }
 }

@@ -196,6 +196,8 @@ pub struct Store {
     marks: Mutex<delivery::MarkCache>,
     /// Messages up to here hold no DM the dead-letter scan has not read.
     dead_seen: AtomicI64,
+    /// The tasks-and-claims fingerprint the foreign-commit watcher last saw.
+    work_print: AtomicI64,
     /// How reservation paths compare (`reservations.rs`).
     path_rules: OnceLock<reservations::PathRules>,
 }
@@ -253,6 +255,7 @@ impl Store {
             marks: Mutex::new(delivery::MarkCache::default()),
             dead_seen: AtomicI64::new(0),
             path_rules: OnceLock::new(),
+            work_print: AtomicI64::new(-1),
         })
     }
 

@@ -13,6 +13,7 @@
 //! * `page`, `post`, `close`, `threads`, `release`: the plain request
 //!   path (hot.rs);
 //! * `start`: spawn, `arc ensure` and `arc stop` (life.rs);
+//! * `reserve`: reservations and their check with 1,000 held (reserve.rs);
 //! * `sim`: 1,000 agents at once (sim.rs).
 
 mod common;
@@ -20,14 +21,15 @@ mod hooks;
 mod hot;
 mod life;
 mod load;
+mod reserve;
 mod sim;
 mod wake;
 
 use common::Hub;
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "wake", "cross", "load", "relay", "hooks", "page", "post", "close", "threads", "release",
-    "start", "sim",
+    "start", "reserve", "sim",
 ];
 
 fn main() {
@@ -91,6 +93,9 @@ fn main() {
     }
     if want("start") {
         life::run(&dir, if quick { 5 } else { 20 });
+    }
+    if want("reserve") {
+        reserve::run(&dir, quick);
     }
     if want("sim") {
         sim::run(&dir, quick);

@@ -4,6 +4,7 @@
 
 mod compat;
 mod core;
+mod dag;
 mod dashboard;
 mod guard;
 mod hooks_install;
@@ -18,6 +19,7 @@ mod lifecycle;
 mod live;
 mod mcp;
 mod relay;
+mod reserve;
 mod robust;
 mod support;
 mod wake;
