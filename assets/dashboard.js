@@ -12,6 +12,13 @@
  * letters; these are polled with the agent list. A hub without the feature
  * (the Python reference) is never asked for them, and nothing extra shows.
  *
+ * The same holds for reservations (arc-rs:reservations: a panel of active
+ * leases on path patterns, polled with the claims and locks) and the task
+ * DAG (arc-rs:task_dag: every task's state, worked out here from the task
+ * rows, the active claims and each task message's metadata, so it needs no
+ * route the reference lacks). Guard notices (metadata.arc_guard) are
+ * marked in the feed on any hub: that needs nothing but the message.
+ *
  * Safety rule for this file: agent-supplied text only ever reaches the DOM
  * through textContent / createElement (see el()). Nothing here parses HTML.
  */
@@ -28,6 +35,10 @@
   const POLL_TIMEOUT = 25;     // long-poll fallback wait, seconds
   const KIND_EVENTS = new Set(["task", "task_request", "task_result"]);
   const DELIVERY_FEATURE = "arc-rs:delivery";
+  const RESERVATIONS_FEATURE = "arc-rs:reservations";
+  const DAG_FEATURE = "arc-rs:task_dag";
+  const DAG_CAP = 100;         // newest tasks the DAG panel shows
+  const TITLE_BATCH = 12;      // task messages looked up at once
   const PENDING_CAP = 50;      // agents whose /pending one refresh asks for
   const PENDING_PARALLEL = 3;  // of those, requests in flight at once
   const OUTBOX_CAP = 50;       // sent DMs remembered (per browser and hub)
@@ -74,6 +85,14 @@
     dead: [],                // GET /v1/deliveries/dead
     deadTo: new Set(),       // recipients of those
     deadSig: "",
+    reservationsOn: false,   // the hub keeps reservations (arc-rs:reservations)
+    reservations: [],        // GET /v1/reservations?active_only=1
+    resSig: null,
+    dagOn: false,            // the hub understands task dependencies (arc-rs:task_dag)
+    taskRows: [],            // GET /v1/tasks, the last answer
+    claims: [],              // GET /v1/claims?active_only=1, the last answer
+    taskInfo: new Map(),     // task id -> {kind, deps, priority, capabilities, paths} of its message, or null
+    dagSig: null,
   };
 
   // ---------------------------------------------------------------- DOM helpers
@@ -398,7 +417,7 @@
   function ingest(m) {
     if (!m || typeof m.id !== "number") return;
     if (m.id > S.cursor) S.cursor = m.id;
-    if (m.kind === "task" || m.kind === "task_request") S.titles.set(m.id, firstLine(m.body));
+    if (m.kind === "task" || m.kind === "task_request") noteTaskMessage(m);
     if (m.to_agent !== null && m.to_agent !== undefined) {
       if (m.to_agent === S.me) addInbox([m], true);
       return;
@@ -417,6 +436,12 @@
     const meta = m.metadata || {};
     if (KIND_EVENTS.has(m.kind) || meta.auto_rollup) soon("tasks", refreshTasks, 300);
     if (meta.recovery) soon("leases", refreshLeases, 300);
+    // A reservation released (or lapsed) or a task handed over: both
+    // announce themselves with a notice.
+    if (meta.handoff === true) { soon("leases", refreshLeases, 300); soon("tasks", refreshTasks, 300); }
+    if (S.reservationsOn && meta.reservation_id !== undefined && meta.release_reason !== undefined) {
+      soon("leases", refreshLeases, 300);
+    }
     if (m.from_agent === "system" && (meta.shutdown || meta.shutdown_cancelled)) {
       soon("shutdown", refreshShutdown, 100);
     }
@@ -425,6 +450,30 @@
   function firstLine(body) {
     const s = String(body || "").trim().split("\n")[0];
     return s ? truncate(s, 120) : null;
+  }
+
+  // What the DAG needs of a task's message (its metadata, read
+  // defensively: a hub without arc-rs:task_dag stores whatever was posted).
+  function noteTaskMessage(m) {
+    S.titles.set(m.id, firstLine(m.body));
+    const meta = m.metadata && typeof m.metadata === "object" && !Array.isArray(m.metadata) ? m.metadata : {};
+    const ids = [];
+    if (Array.isArray(meta.depends_on)) {
+      for (const d of meta.depends_on) {
+        const n = typeof d === "number" ? d : typeof d === "string" && /^\s*\d+\s*$/.test(d) ? Number(d) : NaN;
+        if (Number.isSafeInteger(n) && !ids.includes(n)) ids.push(n);
+      }
+    }
+    const strings = (v) => (Array.isArray(v) ? v.filter((x) => typeof x === "string") : []);
+    let prio = meta.priority;
+    if (typeof prio === "string" && /^\s*-?\d+\s*$/.test(prio)) prio = Number(prio);
+    S.taskInfo.set(m.id, {
+      kind: String(m.kind),
+      deps: ids,
+      priority: Number.isSafeInteger(prio) ? prio : 0,
+      capabilities: strings(meta.capabilities),
+      paths: strings(meta.paths),
+    });
   }
 
   // ---------------------------------------------------------------- views
@@ -657,9 +706,15 @@
     if (S.thread && m.channel !== S.channel) head.append(el("span", { className: "chip muted" }, "#" + m.channel));
     if (m.reply_to !== null && m.reply_to !== undefined) head.append(el("span", { className: "muted" }, "↪ #" + m.reply_to));
     if (meta.task_completed !== undefined) head.append(el("span", { className: "badge done" }, "completes #" + asText(meta.task_completed)));
+    const guard = guardOf(m);
+    if (guard) {
+      cls.push("guard", "guard-" + guard.cls);
+      head.append(el("span", { className: "badge guard-badge guard-" + guard.cls, title: guard.help }, guard.label));
+    }
     head.append(el("span", { className: "msg-id muted" }, "#" + m.id));
 
-    const li = el("li", { className: cls.join(" "), "data-id": m.id }, head);
+    const li = el("li", { className: cls.join(" "), "data-id": m.id, "data-guard": guard ? guard.cls : null }, head);
+    if (guard) li.append(guardDetail(guard));
     const body = String(m.body === undefined || m.body === null ? "" : m.body);
     if (body) {
       const b = el("div", { className: "body" }, body.length > BODY_SHOWN ? body.slice(0, BODY_SHOWN) + "…" : body);
@@ -684,6 +739,53 @@
         el("pre", null, truncate(text, 4000))));
     }
     return li;
+  }
+
+  // A guard's report (arc guard): a notice whose metadata.arc_guard is an
+  // object {source, paths, conflicts, action}.
+  function guardOf(m) {
+    if (m.kind !== "notice" || !m.metadata || typeof m.metadata !== "object") return null;
+    const g = m.metadata.arc_guard;
+    if (!g || typeof g !== "object" || Array.isArray(g)) return null;
+    const action = typeof g.action === "string" ? g.action : "";
+    const [cls, label, help] = action === "deny"
+      ? ["deny", "guard: denied", "The guard refused the change: another agent holds these paths"]
+      : action === "warn"
+        ? ["warn", "guard: warned", "The guard warned about the change: another agent holds these paths"]
+        : ["other", "guard: " + truncate(action || "report", 24), "A guard report"];
+    const paths = Array.isArray(g.paths) ? g.paths.slice(0, 20).map(asText) : [];
+    const conflicts = Array.isArray(g.conflicts) ? g.conflicts.filter((c) => c && typeof c === "object").slice(0, 10) : [];
+    return { cls, label, help, paths, conflicts, source: g.source === undefined || g.source === null ? "" : asText(g.source) };
+  }
+
+  function guardDetail(g) {
+    const div = el("div", { className: "guard-detail" });
+    if (g.paths.length) {
+      const p = el("span", { className: "guard-paths" }, "paths: ");
+      g.paths.forEach((path, i) => {
+        if (i) p.append(", ");
+        p.append(el("code", { className: "guard-path" }, truncate(path, 200)));
+      });
+      div.append(p);
+    }
+    const holders = [];
+    for (const c of g.conflicts) {
+      if (typeof c.agent_id !== "string") continue;
+      const what = [];
+      if (c.pattern !== undefined && c.pattern !== null) what.push(truncate(asText(c.pattern), 200));
+      if (c.mode !== undefined && c.mode !== null) what.push(asText(c.mode));
+      const h = el("span", { className: "guard-holder", "data-holder": c.agent_id }, senderNode(c.agent_id));
+      if (what.length) h.append(" (" + what.join(", ") + ")");
+      if (typeof c.reason === "string" && c.reason) h.append(": " + truncate(c.reason, 200));
+      holders.push(h);
+    }
+    if (holders.length) {
+      const span = el("span", { className: "guard-holders" }, "held by ");
+      holders.forEach((h, i) => { if (i) span.append("; "); span.append(h); });
+      div.append(span);
+    }
+    if (g.source) div.append(el("span", { className: "muted" }, "via " + truncate(g.source, 60)));
+    return div;
   }
 
   function localNotice(text, kind) {
@@ -1239,7 +1341,13 @@
     const fresh = ticket("tasks");
     let tasks;
     try { tasks = (await api("GET", "/v1/tasks")).result; } catch (_) { return; }
-    if (!fresh()) return;
+    if (!fresh() || !Array.isArray(tasks)) return;
+    S.taskRows = tasks.filter((t) => t && typeof t.task_id === "number");
+    renderTasks();
+  }
+
+  function renderTasks() {
+    const tasks = S.taskRows;
     const byId = new Map(tasks.map((t) => [t.task_id, t]));
     const kids = new Map();
     for (const t of tasks) {
@@ -1307,29 +1415,225 @@
     for (const r of roots) add(r, ul, 0);
     $("task-count").textContent = String(open.length);
     $("tasks-empty").hidden = open.length > 0;
-    fetchTitles([...shown].concat([...kids.values()].flat().map((t) => t.task_id)), byId);
+    const dagIds = renderDag(byId);
+    fetchTitles(dagIds.concat([...shown], [...kids.values()].flat().map((t) => t.task_id)), byId);
   }
 
-  // Task rows carry no body: look up a few titles per refresh.
+  // Task rows carry no body or metadata: look up a few of their messages
+  // at a time (each at most once), redrawing after each batch, which
+  // starts the next one. The DAG's tasks come first.
+  // A lookup that failed (hub unreachable) is tried again after a while.
   let titleFetches = 0;
+  const lookupFailed = new Map();   // task id -> when its lookup last failed
+  const LOOKUP_RETRY_MS = 30000;
   async function fetchTitles(ids, byId) {
-    const want = ids.filter((id) => !S.titles.has(id)).slice(0, 12);
-    if (!want.length || titleFetches > 0) return;
+    if (titleFetches > 0) return;
+    const now = Date.now();
+    const want = [...new Set(ids)].filter((id) => !S.taskInfo.has(id) && byId.has(id) &&
+      !(now - (lookupFailed.get(id) || -Infinity) < LOOKUP_RETRY_MS)).slice(0, TITLE_BATCH);
+    if (!want.length) return;
     titleFetches = want.length;
-    let found = false;
+    let learned = false;
     await Promise.all(want.map(async (id) => {
       const t = byId.get(id);
       try {
         const d = await api("GET", "/v1/messages?channel=" + q(t.channel) + "&since_id=" + (id - 1) + "&limit=1");
         const m = d.result[0];
-        S.titles.set(id, m && m.id === id ? firstLine(m.body) : null);
-        if (m && m.id === id) found = true;
+        if (!S.taskInfo.has(id)) {
+          if (m && m.id === id) noteTaskMessage(m);
+          else { S.titles.set(id, null); S.taskInfo.set(id, null); }
+        }
+        lookupFailed.delete(id);
+        learned = true;
       } catch (_) {
-        S.titles.set(id, null);
+        lookupFailed.set(id, Date.now());
       }
     }));
     titleFetches = 0;
-    if (found) refreshTasks();
+    if (learned) renderTasks();
+  }
+
+  // ---------------------------------------------------------------- task DAG
+  // A task is done (status done), claimed (an active claim names it),
+  // blocked (a dependency is not done) or ready; "open" while its message
+  // (with the dependencies) is still unknown. docs/PROTOCOL.md, "Task DAG".
+  const DAG_RANK = { ready: 0, claimed: 1, blocked: 2, open: 3, done: 4 };
+  const DAG_HELP = {
+    ready: "Ready: open, every dependency done, nobody holds it",
+    claimed: "Claimed: an agent holds an active claim on it",
+    blocked: "Blocked: waits for a dependency that is not done",
+    open: "Open: its dependencies are not known to this page (yet)",
+    done: "Done",
+  };
+
+  function dagStates(byId) {
+    const now = nowServer();
+    const owner = new Map();
+    for (const c of S.claims) {
+      if (!c || c.task_message_id === null || c.task_message_id === undefined) continue;
+      const exp = parseTs(c.expires_at);
+      if (exp !== null && exp < now) continue;
+      const id = Number(c.task_message_id);
+      if (!owner.has(id)) owner.set(id, String(c.owner_agent_id));
+    }
+    const isDone = (id) => { const t = byId.get(id); return !!t && t.status === "done"; };
+    const pool = S.taskRows.filter((t) => {
+      const info = S.taskInfo.get(t.task_id);
+      return !info || info.kind === "task";
+    });
+    const shown = pool.slice(-DAG_CAP);
+    const rows = shown.map((t) => {
+      const info = S.taskInfo.get(t.task_id);
+      const deps = info ? info.deps : [];
+      const blocking = deps.filter((d) => !isDone(d));
+      let state;
+      if (t.status === "done") state = "done";
+      else if (owner.has(t.task_id)) state = "claimed";
+      else if (!info) state = "open";
+      else state = blocking.length ? "blocked" : "ready";
+      return {
+        t, state, owner: owner.get(t.task_id) || null, deps, blocking,
+        priority: info ? info.priority : 0,
+        capabilities: info ? info.capabilities : [],
+        paths: info ? info.paths : [],
+      };
+    });
+    rows.sort((a, b) => (DAG_RANK[a.state] - DAG_RANK[b.state]) ||
+      (a.state === "done" ? b.t.task_id - a.t.task_id : (b.priority - a.priority) || (a.t.task_id - b.t.task_id)));
+    return { rows, total: pool.length };
+  }
+
+  // Draws the DAG panel (when the hub has it); answers the ids shown, for
+  // fetchTitles.
+  function renderDag(byId) {
+    if (!S.dagOn) return [];
+    byId = byId || new Map(S.taskRows.map((t) => [t.task_id, t]));
+    const { rows, total } = dagStates(byId);
+    const ids = rows.map((r) => r.t.task_id).sort((a, b) => b - a);
+    const depState = (id) => {
+      const t = byId.get(id);
+      return t ? t.status : "unknown";
+    };
+    const sig = JSON.stringify([total, rows.map((r) => [r.t.task_id, r.state, r.owner, r.priority, r.deps.map(depState),
+      S.titles.get(r.t.task_id) || null, r.capabilities, r.paths, r.t.completed_at])]);
+    if (sig === S.dagSig) return ids;
+    S.dagSig = sig;
+    const ol = $("dag");
+    // Keep the keyboard focus on the row it was on across a redraw.
+    const focused = ol.contains(document.activeElement) ? document.activeElement.closest("li[data-task]") : null;
+    const refocus = focused ? focused.getAttribute("data-task") : null;
+    clear(ol);
+    const counts = { ready: 0, claimed: 0, blocked: 0, open: 0, done: 0 };
+    for (const r of rows) {
+      counts[r.state] += 1;
+      ol.append(dagItem(r, byId, depState));
+    }
+    $("dag-count").textContent = String(rows.length);
+    $("dag-summary").textContent = rows.length
+      ? ["ready", "claimed", "blocked", "open", "done"].filter((k) => counts[k]).map((k) => counts[k] + " " + k).join(" · ")
+      : "";
+    $("dag-more").textContent = total > rows.length ? "Showing the newest " + rows.length + " of " + total + " tasks." : "";
+    $("dag-more").hidden = total <= rows.length;
+    $("dag-empty").hidden = rows.length > 0;
+    if (refocus) {
+      const li = ol.querySelector('li[data-task="' + Number(refocus) + '"]');
+      if (li) li.focus({ preventScroll: true });
+    }
+    return ids;
+  }
+
+  function openTask(t) {
+    closeDrawers();
+    showView(t.channel, t.thread_id || "");
+  }
+
+  // A dependency: shows the dependency's row in the panel when it is
+  // listed, else opens its channel or thread.
+  function depButton(id, byId, depState) {
+    const st = depState(id);
+    return el("button", {
+      type: "button",
+      className: "linkish dag-dep dep-" + (st === "done" ? "done" : st === "open" ? "open" : "unknown"),
+      "data-dep": id,
+      title: "Task #" + id + (st === "unknown" ? " (not known to this hub)" : " (" + st + ")"),
+      onclick: () => {
+        const li = $("dag").querySelector('li[data-task="' + id + '"]');
+        if (li) {
+          li.scrollIntoView({ block: "nearest" });
+          li.focus({ preventScroll: true });
+          li.classList.remove("flash");
+          void li.offsetWidth;
+          li.classList.add("flash");
+        } else if (byId.has(id)) {
+          openTask(byId.get(id));
+        }
+      },
+    }, "#" + id);
+  }
+
+  function idList(label, ids, byId, depState, className) {
+    const span = el("span", { className }, label);
+    ids.forEach((id, i) => {
+      if (i) span.append(", ");
+      span.append(depButton(id, byId, depState));
+    });
+    return span;
+  }
+
+  function dagItem(r, byId, depState) {
+    const t = r.t;
+    const title = S.titles.get(t.task_id);
+    const li = el("li", {
+      className: "dag-task state-" + r.state,
+      "data-task": t.task_id,
+      "data-state": r.state,
+      "data-priority": r.priority,
+      "data-owner": r.owner,
+    });
+    li.tabIndex = -1;
+    const head = el("div", { className: "dag-head" },
+      el("span", { className: "dag-state state-" + r.state, title: DAG_HELP[r.state] }, r.state),
+      el("button", {
+        type: "button",
+        className: "linkish task-id",
+        title: "Open task #" + t.task_id + " in #" + t.channel + (t.thread_id ? ", thread " + t.thread_id : "") + "\ncreated " + fmtTime(t.created_at),
+        onclick: () => openTask(t),
+      }, "#" + t.task_id),
+      el("span", { className: "dag-title", title: title || "" }, title || (t.thread_id ? "thread " + t.thread_id : "#" + t.channel)),
+      el("span", { className: "dag-prio" + (r.priority ? " raised" : ""), title: "priority " + r.priority + " (higher first)" }, "p" + r.priority));
+    li.append(head);
+    const detail = el("div", { className: "dag-detail" });
+    if (r.state === "claimed") {
+      detail.append(el("span", { className: "dag-claim" }, "claimed by ", senderNode(r.owner)));
+    } else if (r.state === "blocked") {
+      detail.append(idList("blocked by ", r.blocking, byId, depState, "dag-blocked"));
+    } else if (r.state === "done") {
+      detail.append(el("span", { className: "muted" }, t.completed_at ? "done " + fmtTime(t.completed_at) : "done"));
+    } else if (r.state === "ready") {
+      detail.append(el("span", { className: "muted" }, r.deps.length ? "dependencies done, unclaimed" : "unclaimed"));
+    } else {
+      detail.append(el("span", { className: "muted" }, S.taskInfo.get(t.task_id) === null
+        ? "its message could not be read: dependencies unknown" : "looking up its dependencies…"));
+    }
+    if (r.deps.length) detail.append(idList("depends on ", r.deps, byId, depState, "dag-deps"));
+    const extra = [];
+    if (r.capabilities.length) extra.push("needs " + truncate(r.capabilities.join(", "), 160));
+    if (r.paths.length) extra.push("paths " + truncate(r.paths.join(", "), 200));
+    if (extra.length) detail.append(el("span", { className: "dag-extra muted" }, extra.join(" · ")));
+    li.append(detail);
+    return li;
+  }
+
+  function setDag(on) {
+    if (S.dagOn === on) return;
+    S.dagOn = on;
+    $("dag-panel").hidden = !on;
+    S.dagSig = null;
+    if (!on) {
+      clear($("dag"));
+      return;
+    }
+    if (S.started) renderTasks();
   }
 
   // ---------------------------------------------------------------- claims + locks
@@ -1338,14 +1642,26 @@
   // hub by up to one period plus a round trip.
   async function refreshLeases() {
     const fresh = ticket("leases");
-    let claims, locks;
+    const askReservations = S.reservationsOn;
+    let claims, locks, reservations;
+    let reservationsMissing = false;
     try {
-      [claims, locks] = await Promise.all([
+      [claims, locks, reservations] = await Promise.all([
         api("GET", "/v1/claims?active_only=1").then((d) => d.result),
         api("GET", "/v1/locks?active_only=1").then((d) => d.result),
+        askReservations
+          ? api("GET", "/v1/reservations?active_only=1").then((d) => d.result, (e) => {
+            if (e.status === 404) reservationsMissing = true;
+            return null;
+          })
+          : null,
       ]);
     } catch (_) { return; }
     if (!fresh()) return;
+    if (reservationsMissing) setReservations(false);   // a different hub took the port
+    else if (askReservations && S.reservationsOn && Array.isArray(reservations)) renderReservations(reservations);
+    S.claims = Array.isArray(claims) ? claims : [];
+    renderDag();
     const cu = $("claims");
     clear(cu);
     for (const c of claims) {
@@ -1384,6 +1700,79 @@
     li.append(el("span", { className: "countdown", "data-expires": expiresAt, title: "expires " + fmtTime(expiresAt) }, ""));
     if (extra) li.append(el("span", { className: "lease-extra muted" }, extra));
     return li;
+  }
+
+  // ---------------------------------------------------------------- reservations
+  const MODE_HELP = {
+    exclusive: "Exclusive: no other agent may reserve, lock or edit these paths",
+    shared: "Shared: others may share them; an exclusive reservation may not",
+  };
+
+  function renderReservations(list) {
+    const now = nowServer();
+    // A lease past its expiry is gone, whatever an answer in flight said.
+    const rows = list.filter((r) => r && typeof r.reservation_id === "string" && r.active !== false &&
+      !(parseTs(r.expires_at) !== null && parseTs(r.expires_at) <= now));
+    S.reservations = rows;
+    const sig = JSON.stringify(rows.map((r) => [r.reservation_id, r.agent_id, r.paths, r.mode, r.reason, r.task_id,
+      r.claim_key, r.channel, r.expires_at]));
+    if (sig === S.resSig) return;
+    S.resSig = sig;
+    const ul = $("reservations");
+    clear(ul);
+    for (const r of rows) ul.append(reservationItem(r));
+    $("reservation-count").textContent = String(rows.length);
+    $("reservations-empty").hidden = rows.length > 0;
+    tickCountdowns();
+  }
+
+  function reservationItem(r) {
+    const mode = typeof r.mode === "string" ? r.mode : "exclusive";
+    const modeCls = mode === "shared" ? "shared" : mode === "exclusive" ? "exclusive" : "other";
+    const holder = String(r.agent_id);
+    const li = el("li", {
+      className: "lease reservation mode-" + modeCls,
+      "data-reservation": r.reservation_id,
+      "data-agent": holder,
+      "data-mode": mode,
+    });
+    const paths = Array.isArray(r.paths) ? r.paths.map(asText) : [];
+    const pats = el("span", { className: "res-paths", title: paths.join("\n") });
+    paths.slice(0, 16).forEach((p, i) => {
+      if (i) pats.append(" ");
+      pats.append(el("code", { className: "res-path" }, truncate(p, 200)));
+    });
+    if (paths.length > 16) pats.append(el("span", { className: "muted" }, " +" + (paths.length - 16) + " more"));
+    li.append(pats);
+    li.append(el("span", { className: "countdown", "data-expires": r.expires_at, title: "expires " + fmtTime(r.expires_at) }, ""));
+    li.append(el("span", { className: "lease-owner" }, senderNode(holder), " ",
+      el("span", { className: "res-mode mode-" + modeCls, title: modeCls === "other" ? "mode " + mode : MODE_HELP[mode] }, truncate(mode, 20))));
+    if (typeof r.reason === "string" && r.reason) li.append(el("span", { className: "res-reason", title: r.reason }, truncate(r.reason, 300)));
+    const extra = el("span", { className: "lease-extra muted" });
+    const bits = [];
+    if (typeof r.task_id === "number") {
+      const t = S.taskRows.find((x) => x.task_id === r.task_id);
+      bits.push(t
+        ? el("button", { type: "button", className: "linkish", title: "Open task #" + r.task_id, onclick: () => openTask(t) }, "task #" + r.task_id)
+        : "task #" + r.task_id);
+    }
+    if (typeof r.claim_key === "string" && r.claim_key) bits.push("claim " + truncate(r.claim_key, 80));
+    if (typeof r.channel === "string" && r.channel) bits.push("#" + truncate(r.channel, 60));
+    bits.forEach((b, i) => { if (i) extra.append(" · "); extra.append(b); });
+    if (bits.length) li.append(extra);
+    return li;
+  }
+
+  function setReservations(on) {
+    if (S.reservationsOn === on) return;
+    S.reservationsOn = on;
+    $("reservations-panel").hidden = !on;
+    S.reservations = [];
+    S.resSig = null;
+    clear($("reservations"));
+    $("reservation-count").textContent = "0";
+    $("reservations-empty").hidden = false;
+    if (on && S.started) refreshLeases();
   }
 
   function tickCountdowns() {
@@ -1452,7 +1841,10 @@
     if (!info || typeof info !== "object") return;
     S.hubInfo = info;
     renderFooter();
-    setDelivery(Array.isArray(info.features) && info.features.includes(DELIVERY_FEATURE));
+    const features = Array.isArray(info.features) ? info.features : [];
+    setDelivery(features.includes(DELIVERY_FEATURE));
+    setReservations(features.includes(RESERVATIONS_FEATURE));
+    setDag(features.includes(DAG_FEATURE));
   }
 
   function renderFooter() {

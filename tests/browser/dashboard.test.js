@@ -36,6 +36,10 @@ const AGENT_LIMIT_MS = 3 * AGENT_POLL_MS;
 // with the agent list: nothing in the stream announces that a recipient
 // fetched, was shown or read a message.
 const DELIVERY_LIMIT_MS = AGENT_LIMIT_MS;
+// The task list is polled too (and refreshed when a task message arrives);
+// completing a task through the API posts no message.
+const TASK_POLL_MS = 5000;
+const TASK_LIMIT_MS = 3 * TASK_POLL_MS;
 const FLOOD = 5000;
 const FEED_CAP = 500;
 
@@ -255,6 +259,49 @@ async function pillMatchesPending(page, api, agent, limitMs = DELIVERY_LIMIT_MS)
     return shown && shown.unread === String(want) && shown.text === (want > 0 ? `${want} unread` : null);
   }, limitMs, 100, () => `pill ${JSON.stringify(shown)}, hub unread ${want}`);
   return { unread: want, tip: shown.tip };
+}
+
+// What the DAG panel shows for each task id in `ids`.
+async function dagRows(page, ids) {
+  return page.$$eval("#dag > li[data-task]", (els, want) => {
+    const out = {};
+    for (const e of els) {
+      const id = Number(e.getAttribute("data-task"));
+      if (!want.includes(id)) continue;
+      const deps = (sel) => [...e.querySelectorAll(sel)].map((d) => Number(d.getAttribute("data-dep")));
+      const owner = e.querySelector(".dag-claim .sender");
+      out[id] = {
+        state: e.getAttribute("data-state"),
+        label: e.querySelector(".dag-state").textContent,
+        owner: e.getAttribute("data-owner"),
+        ownerName: owner ? owner.textContent : null,
+        blocking: deps(".dag-blocked .dag-dep"),
+        deps: deps(".dag-deps .dag-dep"),
+        prio: e.querySelector(".dag-prio").textContent,
+        title: e.querySelector(".dag-title").textContent,
+      };
+    }
+    return out;
+  }, ids);
+}
+
+// Waits until every task in `want` ({id: {state, owner?, blocking?, deps?}})
+// shows so in the DAG panel. Returns the rows.
+async function dagShows(page, want, limitMs, what) {
+  const ids = Object.keys(want).map(Number);
+  let rows = null;
+  await waitFor(what, async () => {
+    rows = await dagRows(page, ids);
+    return ids.every((id) => {
+      const r = rows[id];
+      const w = want[id];
+      return r && r.state === w.state && r.label === w.state &&
+        (w.owner === undefined || r.owner === w.owner) &&
+        (w.blocking === undefined || JSON.stringify(r.blocking) === JSON.stringify(w.blocking)) &&
+        (w.deps === undefined || JSON.stringify(r.deps) === JSON.stringify(w.deps));
+    });
+  }, limitMs, 100, () => `DAG rows ${JSON.stringify(rows)}`);
+  return rows;
 }
 
 // "expires in 6:58" / "1:02:03" -> seconds.
@@ -572,6 +619,173 @@ async function run(tmp) {
       check(!released.includes("benches/parse.rs"), `released lock still in the API: ${JSON.stringify(released)}`);
     });
 
+    let builderRes = null;
+    let shortRes = null;
+    const reservationsPanel = { what: "reservations panel", rows: "#reservations [data-reservation]", attr: "data-reservation",
+      path: "/v1/reservations?active_only=1", key: (r) => r.reservation_id, limitMs: LEASE_LIMIT_MS };
+    await step("reservations panel: holder, patterns, mode and reason with a live countdown; a released one goes", async () => {
+      check(await page.isVisible("#reservations-panel"), "reservations panel hidden on a hub with arc-rs:reservations");
+      await api.register("builder", "Builder", ["rust"]);
+      builderRes = await api.post("/v1/reservations", {
+        agent_id: "builder", paths: ["src/store/**", "docs/PROTOCOL.md"], mode: "exclusive", ttl_sec: 600,
+        reason: "Splitting the store module",
+      });
+      const shared = await api.post("/v1/reservations", {
+        agent_id: "reviewer", paths: ["benches/**"], mode: "shared", ttl_sec: 300, reason: "Reading the benchmarks",
+      });
+      // Lapses a few steps on (longer than the panel may lag, so it is seen first).
+      shortRes = await api.post("/v1/reservations", {
+        agent_id: "builder", paths: ["tmp/scratch/**"], mode: "shared", ttl_sec: 15, reason: "A quick look",
+      });
+      const panel = reservationsPanel;
+      const listed = await panelMatchesApi(page, api, panel);
+      check([builderRes, shared, shortRes].every((r) => listed.includes(r.reservation_id)), `reservations in the API: ${JSON.stringify(listed)}`);
+      const row = `#reservations [data-reservation="${builderRes.reservation_id}"]`;
+      const seen = await page.$eval(row, (e) => ({
+        holder: e.querySelector(".lease-owner .sender").getAttribute("data-agent"),
+        name: e.querySelector(".lease-owner .sender").textContent,
+        paths: [...e.querySelectorAll(".res-path")].map((p) => p.textContent),
+        mode: e.querySelector(".res-mode").textContent,
+        reason: e.querySelector(".res-reason").textContent,
+      }));
+      check(seen.holder === "builder" && seen.name === "Builder", `holder: ${JSON.stringify(seen)}`);
+      check(JSON.stringify(seen.paths) === JSON.stringify(["src/store/**", "docs/PROTOCOL.md"]), `patterns: ${JSON.stringify(seen.paths)}`);
+      check(seen.mode === "exclusive" && seen.reason === "Splitting the store module", `mode and reason: ${JSON.stringify(seen)}`);
+      const sharedMode = await textOf(page, `#reservations [data-reservation="${shared.reservation_id}"] .res-mode`);
+      check(sharedMode === "shared", `shared reservation's mode: ${sharedMode}`);
+      check((await textOf(page, "#reservation-count")) === String(listed.length), "reservation count");
+      // The countdown agrees with the API and ticks down without a refetch.
+      const countdown = `${row} .countdown`;
+      const c1 = await textOf(page, countdown);
+      const s1 = leftSec(c1);
+      const want1 = secondsUntil(builderRes.expires_at);
+      check(s1 !== null && s1 <= 600 && Math.abs(s1 - want1) <= 5, `reservation countdown: ${c1} (API: ${want1.toFixed(1)} s left)`);
+      let c2 = c1;
+      await waitFor(`reservation countdown to tick past ${JSON.stringify(c1)}`, async () => (c2 = await textOf(page, countdown)) !== c1,
+        5000, 100, () => `still ${JSON.stringify(c2)}`);
+      check(leftSec(c2) !== null && leftSec(c2) < s1, `reservation countdown ticks: ${c1} -> ${c2}`);
+
+      await api.post(`/v1/reservations/${shared.reservation_id}/release`, { agent_id: "reviewer" });
+      const after = await panelMatchesApi(page, api, panel);
+      check(!after.includes(shared.reservation_id) && after.includes(builderRes.reservation_id), `after the release: ${JSON.stringify(after)}`);
+      check(!(await page.isVisible("#reservations-empty")), "empty note shown next to a reservation");
+    });
+
+    await step("task DAG: ready, blocked, claimed (by whom) and done; POST /v1/tasks/next and completion move it", async () => {
+      check(await page.isVisible("#dag-panel"), "DAG panel hidden on a hub with arc-rs:task_dag");
+      // In #build, which holds no other task, so tasks/next picks among these.
+      const a = await api.say("planner", "build", "DAG A: define the cache schema", { kind: "task", thread_id: "cache-dag", metadata: { priority: 1 } });
+      const b = await api.say("planner", "build", "DAG B: migrate the cache data", { kind: "task", thread_id: "cache-dag", metadata: { depends_on: [a.id], priority: 2 } });
+      const c = await api.say("planner", "build", "DAG C: write the release notes", {
+        kind: "task", thread_id: "cache-dag", metadata: { priority: 5, capabilities: ["docs"], paths: ["docs/release/**"] },
+      });
+      let rows = await dagShows(page, {
+        [a.id]: { state: "ready", deps: [] },
+        [b.id]: { state: "blocked", blocking: [a.id], deps: [a.id] },
+        [c.id]: { state: "ready", deps: [] },
+      }, TASK_LIMIT_MS, "A and C ready, B blocked by A");
+      check(rows[c.id].prio === "p5" && rows[b.id].prio === "p2", `priorities: ${JSON.stringify(rows)}`);
+      check(rows[a.id].title === "DAG A: define the cache schema", `title: ${rows[a.id].title}`);
+      // Ready first, best priority first (the order tasks/next picks in).
+      const order = await page.$$eval("#dag > li[data-task]", (els) => els.map((e) => Number(e.getAttribute("data-task"))));
+      check(order.indexOf(c.id) < order.indexOf(a.id) && order.indexOf(a.id) < order.indexOf(b.id), `DAG order: ${JSON.stringify(order)}`);
+      // A dependency is a link to its row.
+      await page.click(`#dag > li[data-task="${b.id}"] .dag-blocked .dag-dep[data-dep="${a.id}"]`);
+      await waitFor("the dependency's row focused", async () =>
+        page.evaluate((id) => document.activeElement && document.activeElement.getAttribute("data-task") === String(id), a.id), 2000);
+
+      // coder-2 (keeping its session alive, as an agent does) takes the
+      // best ready task: C (priority 5).
+      await api.register("coder-2", "Coder 2", ["rust", "docs"]);
+      const got = await api.post("/v1/tasks/next", { agent_id: "coder-2", channel: "build", capabilities: ["docs"] });
+      check(got && got.task.task_id === c.id && got.claim.owner_agent_id === "coder-2", `tasks/next: ${JSON.stringify(got && got.task)}`);
+      rows = await dagShows(page, {
+        [c.id]: { state: "claimed", owner: "coder-2" },
+        [a.id]: { state: "ready" },
+        [b.id]: { state: "blocked", blocking: [a.id] },
+      }, LEASE_LIMIT_MS, "C claimed by coder-2");
+      check(rows[c.id].ownerName === "Coder 2", `claimer shown as ${rows[c.id].ownerName}`);
+      // Its paths were reserved with the claim, tied to the task.
+      check(got.reservations.length === 1, `reservations taken by tasks/next: ${JSON.stringify(got.reservations)}`);
+      const resRow = `#reservations [data-reservation="${got.reservations[0].reservation_id}"]`;
+      await waitText(page, resRow, `task #${c.id}`, LEASE_LIMIT_MS, "the task's reservation");
+      check((await textOf(page, `${resRow} .res-path`)) === "docs/release/**", "the task's reserved pattern");
+
+      // A completes: B becomes ready, A done, C still claimed.
+      await api.post(`/v1/tasks/${a.id}/complete`);
+      const tasks = await api.get("/v1/tasks?channel=build");
+      check(tasks.find((t) => t.task_id === a.id).status === "done", `A in the API: ${JSON.stringify(tasks)}`);
+      rows = await dagShows(page, {
+        [a.id]: { state: "done" },
+        [b.id]: { state: "ready", blocking: [], deps: [a.id] },
+        [c.id]: { state: "claimed", owner: "coder-2" },
+      }, TASK_LIMIT_MS, "A done, B ready, C still claimed");
+      const claims = await api.get("/v1/claims?active_only=1");
+      check(claims.some((cl) => cl.task_message_id === c.id && cl.owner_agent_id === "coder-2"), `C's claim in the API: ${JSON.stringify(claims)}`);
+      const summary = await textOf(page, "#dag-summary");
+      check(/\bready\b/.test(summary) && /\bclaimed\b/.test(summary) && /\bdone\b/.test(summary), `DAG summary: ${summary}`);
+    });
+
+    await step("guard denials are marked in the feed with the paths and the holder", async () => {
+      const deny = await api.say("coder-1", "general", "guard: coder-1 was refused src/store/db.rs (reserved by builder)", {
+        kind: "notice",
+        metadata: { arc_guard: {
+          source: "pre-commit", paths: ["src/store/db.rs"], action: "deny",
+          conflicts: [{ reservation_id: builderRes.reservation_id, agent_id: "builder", pattern: "src/store/**", mode: "exclusive",
+            requested: "src/store/db.rs", expires_at: builderRes.expires_at, reason: "Splitting the store module" }],
+        } },
+      });
+      const warn = await api.say("coder-2", "general", "guard: coder-2 was warned about docs/PROTOCOL.md", {
+        kind: "notice",
+        metadata: { arc_guard: { source: "hook", paths: ["docs/PROTOCOL.md"], action: "warn",
+          conflicts: [{ reservation_id: builderRes.reservation_id, agent_id: "builder", pattern: "docs/PROTOCOL.md", mode: "exclusive" }] } },
+      });
+      const plain = await api.say("coder-1", "general", "A plain notice, no guard.", { kind: "notice" });
+      await feedHas(page, "A plain notice, no guard.", LIVE_LIMIT_MS, "plain notice");
+      const shown = await page.$$eval("#messages .msg", (els, ids) => {
+        const out = {};
+        for (const e of els) {
+          const id = Number(e.getAttribute("data-id"));
+          if (!ids.includes(id)) continue;
+          const badge = e.querySelector(".guard-badge");
+          out[id] = {
+            guard: e.getAttribute("data-guard"),
+            badge: badge ? badge.textContent : null,
+            paths: [...e.querySelectorAll(".guard-path")].map((p) => p.textContent),
+            holders: [...e.querySelectorAll(".guard-holder")].map((h) => [h.getAttribute("data-holder"), h.textContent]),
+          };
+        }
+        return out;
+      }, [deny.id, warn.id, plain.id]);
+      const d = shown[deny.id];
+      check(d && d.guard === "deny" && d.badge === "guard: denied", `denial: ${JSON.stringify(d)}`);
+      check(JSON.stringify(d.paths) === JSON.stringify(["src/store/db.rs"]), `denied paths: ${JSON.stringify(d.paths)}`);
+      check(d.holders.length === 1 && d.holders[0][0] === "builder" && d.holders[0][1].startsWith("Builder (src/store/**, exclusive)"),
+        `holder: ${JSON.stringify(d.holders)}`);
+      const w = shown[warn.id];
+      check(w && w.guard === "warn" && w.badge === "guard: warned", `warning: ${JSON.stringify(w)}`);
+      const p = shown[plain.id];
+      check(p && p.guard === null && p.badge === null, `plain notice marked: ${JSON.stringify(p)}`);
+    });
+
+    await step("an expired reservation disappears on the next refresh", async () => {
+      const id = shortRes.reservation_id;
+      // Past its expiry the hub no longer lists it as active; the page drops
+      // it on its next refresh.
+      await waitFor(`reservation ${id} to lapse in the API`, async () =>
+        !(await api.get("/v1/reservations?active_only=1")).some((r) => r.reservation_id === id),
+        Math.max(0, secondsUntil(shortRes.expires_at) * 1000) + 5000, 100);
+      const after = await panelMatchesApi(page, api, reservationsPanel);
+      check(!after.includes(id) && after.includes(builderRes.reservation_id), `after the expiry: ${JSON.stringify(after)}`);
+      // The next write runs the hub's expiry routine, which releases it and
+      // says so in #general (the builder renews its other lease).
+      await api.post(`/v1/reservations/${builderRes.reservation_id}/renew`, { agent_id: "builder", ttl_sec: 600 });
+      const row = (await api.get("/v1/reservations")).find((r) => r.reservation_id === id);
+      check(row && row.active === false && row.release_reason === "expired", `lapsed reservation: ${JSON.stringify(row)}`);
+      await feedHas(page, "Released builder's reservation of tmp/scratch/** (expired). The paths are free.", LIVE_LIMIT_MS, "expiry notice");
+      check(!(await page.$(`#reservations [data-reservation="${id}"]`)), "the lapsed reservation came back");
+    });
+
     await step("thread picker switches to a thread; posting there stays in the thread", async () => {
       await waitFor("issue-42 in the picker", async () => (await page.$$eval("#thread-picker option", (os) => os.map((o) => o.value))).includes("issue-42"), 5000);
       await page.selectOption("#thread-picker", "issue-42");
@@ -706,6 +920,32 @@ async function run(tmp) {
       await waitText(page, "#messages", "file: <img src=x onerror=alert(7)> - <iframe src=javascript:alert(8)>", 1000, "hostile attachment");
       await waitText(page, "#messages", "code [<script>alert(9)</script>]: <img src=x onerror=alert(10)>", 1000, "hostile code attachment");
       await waitText(page, "#messages", "<img src=x onerror=alert(13)>", 1000, "hostile metadata");
+      // Reservations, the DAG and guard reports.
+      const evilPattern = "evil/<img src=x onerror=alert(20)>.rs";
+      const evilRes = await api.post("/v1/reservations", {
+        agent_id: evilId, paths: [evilPattern, "<b>bold</b>/**"], mode: "shared", ttl_sec: 600, reason: "<img src=x onerror=alert(21)>",
+      });
+      const evilTask = await api.say(evilId, "general", "<img src=x onerror=alert(22)>\nsecond line", {
+        kind: "task", metadata: { priority: 3, capabilities: ["<i>cap</i>"], paths: ["<svg onload=alert(23)>/**"] },
+      });
+      const evilGuard = await api.say(evilId, "general", "<img src=x onerror=alert(24)>", {
+        kind: "notice",
+        metadata: { arc_guard: { source: "<script>alert(25)</script>", paths: ["<img src=x onerror=alert(26)>"], action: "deny",
+          conflicts: [{ agent_id: evilId, pattern: "<i>p</i>", mode: "<b>m</b>", reason: "<iframe src=javascript:alert(27)>" }] } },
+      });
+      const evilRow = `#reservations [data-reservation="${evilRes.reservation_id}"]`;
+      await waitText(page, evilRow, evilPattern, LEASE_LIMIT_MS, "hostile reservation pattern");
+      await waitText(page, evilRow, "<b>bold</b>/**", 1000, "hostile reservation pattern");
+      await waitText(page, evilRow, "<img src=x onerror=alert(21)>", 1000, "hostile reservation reason");
+      await waitText(page, `#dag > li[data-task="${evilTask.id}"] .dag-title`, "<img src=x onerror=alert(22)>", TASK_LIMIT_MS, "hostile task body");
+      await waitText(page, `#dag > li[data-task="${evilTask.id}"]`, "needs <i>cap</i> · paths <svg onload=alert(23)>/**", 1000, "hostile task metadata");
+      await feedHas(page, "<img src=x onerror=alert(24)>", LIVE_LIMIT_MS, "hostile guard notice");
+      check((await textOf(page, `#messages .msg[data-id="${evilGuard.id}"] .guard-badge`)) === "guard: denied", "hostile guard badge");
+      await waitText(page, `#messages .msg[data-id="${evilGuard.id}"] .guard-detail`,
+        "paths: <img src=x onerror=alert(26)>", 1000, "hostile guard paths");
+      await waitText(page, `#messages .msg[data-id="${evilGuard.id}"] .guard-detail`,
+        " (<i>p</i>, <b>m</b>): <iframe src=javascript:alert(27)>", 1000, "hostile guard holder");
+      await waitText(page, `#messages .msg[data-id="${evilGuard.id}"] .guard-detail`, "via <script>alert(25)</script>", 1000, "hostile guard source");
       await page.waitForFunction(() => [...document.querySelectorAll("#thread-picker option")].some((o) => o.value === "<svg onload=alert(6)>"), null, { timeout: 12000 });
       await page.click('#channels [data-channel="<img src=x onerror=alert(5)>"]');
       await feedHas(page, "hello from a hostile channel", 3000, "hostile channel view");
@@ -762,24 +1002,32 @@ async function run(tmp) {
       await phone.close();
     });
 
-    await step("on a hub without the delivery record (the reference) nothing extra shows and nothing is asked", async () => {
+    await step("on a hub without the arc-rs extensions (the reference) nothing extra shows and nothing is asked", async () => {
       const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
       const p3 = await ctx.newPage();
       p3.setDefaultTimeout(5000);
       watchPage(p3, base, sink);
-      // The reference hub: no arc-rs:delivery in hub-info, 404 on the routes.
+      // The reference hub: no arc-rs:* token in hub-info, 404 on the routes.
       await p3.route("**/v1/hub-info", async (r) => {
         const res = await r.fetch();
         const body = await res.json();
-        body.result.features = body.result.features.filter((f) => f !== "arc-rs:delivery" && f !== "arc-rs:hooks");
+        body.result.features = body.result.features.filter((f) => !f.startsWith("arc-rs:"));
         await r.fulfill({ response: res, json: body });
       });
       const asked = [];
       const notFound = (r) => { asked.push(r.request().url()); return r.fulfill({ status: 404, contentType: "application/json", body: '{"ok":false,"error":"not found"}' }); };
-      await p3.route(/\/v1\/agents\/[^/]+\/pending/, notFound);
+      await p3.route(/\/v1\/agents\/[^/]+\/(pending|read|surface|surfaced)/, notFound);
       await p3.route(/\/v1\/(deliveries|messages\/\d+\/deliveries)/, notFound);
+      await p3.route(/\/v1\/(reservations|tasks\/next|tasks\/\d+\/handoff)/, notFound);
       let agentLists = 0;
-      p3.on("response", (r) => { if (/\/v1\/agents\?/.test(r.url())) agentLists += 1; });
+      let leaseLists = 0;
+      let taskLists = 0;
+      p3.on("response", (r) => {
+        const u = r.url();
+        if (/\/v1\/agents\?/.test(u)) agentLists += 1;
+        if (/\/v1\/claims\?/.test(u)) leaseLists += 1;
+        if (/\/v1\/tasks$/.test(u)) taskLists += 1;
+      });
       await p3.goto(base + "/", { waitUntil: "load", timeout: 10000 });
       await p3.waitForSelector("#whoami[data-agent]", { timeout: 5000 });
       await waitText(p3, "#hub-info", "Instance:", 3000, "footer on the reference-like hub");
@@ -789,14 +1037,26 @@ async function run(tmp) {
       // The page asks for the delivery record right after each agent-list
       // refresh and after a DM: two refreshes later it would have.
       await waitFor("two agent-list refreshes", async () => agentLists >= 2, AGENT_LIMIT_MS, 100, () => `${agentLists} so far`);
+      // Reservations come with the lease panels, the DAG with the task list.
+      await waitFor("two lease and two task refreshes", async () => leaseLists >= 2 && taskLists >= 2, TASK_LIMIT_MS, 100,
+        () => `${leaseLists} lease and ${taskLists} task refreshes so far`);
       const seen = await p3.evaluate(() => ({
         outbox: document.querySelector("#outbox-panel").hidden,
         dead: document.querySelector("#dead-panel").hidden,
         states: [...document.querySelectorAll(".dm-state")].filter((e) => !e.hidden || e.textContent).length,
         counts: document.querySelectorAll("#agents .pill-pending, #agents .pill[data-unread]").length,
+        reservations: document.querySelector("#reservations-panel").hidden,
+        reservationRows: document.querySelectorAll("#reservations > li").length,
+        dag: document.querySelector("#dag-panel").hidden,
+        dagRows: document.querySelectorAll("#dag > li").length,
+        tasks: document.querySelectorAll("#tasks [data-task]").length,
+        claims: document.querySelectorAll("#claims [data-claim]").length,
       }));
       check(seen.outbox && seen.dead && seen.states === 0 && seen.counts === 0, `delivery UI on a hub without it: ${JSON.stringify(seen)}`);
-      check(asked.length === 0, `asked a hub without the delivery record for: ${asked.join(", ")}`);
+      check(seen.reservations && seen.reservationRows === 0 && seen.dag && seen.dagRows === 0,
+        `reservations or DAG on a hub without them: ${JSON.stringify(seen)}`);
+      check(seen.tasks > 0 && seen.claims > 0, `the reference's task and claim panels stay: ${JSON.stringify(seen)}`);
+      check(asked.length === 0, `asked a hub without the extensions for: ${asked.join(", ")}`);
       await p3.goto("about:blank", { timeout: 5000 });
       await ctx.close();
     });
