@@ -361,12 +361,13 @@ impl Pattern {
     /// `path` is taken literally (a `*` in it is just a char); empty
     /// segments in it are skipped, and the empty path matches nothing.
     pub fn matches(&self, path: &str) -> bool {
-        let segs: Vec<Seg> = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(|s| Seg::Glob(s.chars().map(Tok::Lit).collect()))
-            .collect();
-        !segs.is_empty() && product(&self.segs, &segs)
+        self.matches_path(&PathSegs::new(path))
+    }
+
+    /// [`Pattern::matches`] for a path split once ([`PathSegs::new`]), for
+    /// checking one path against many patterns.
+    pub fn matches_path(&self, path: &PathSegs) -> bool {
+        !path.0.is_empty() && product(&self.segs, &path.0)
     }
 
     /// True if some path could match both.
@@ -377,8 +378,32 @@ impl Pattern {
     }
 
     /// True if this pattern matches exactly one path (no wildcard or class): a literal.
+    /// The first segment, when it is a literal: a path either pattern
+    /// matches starts with it, so two patterns whose first literals differ
+    /// can never overlap (a cheap test before [`Pattern::overlaps`]).
+    pub fn first_literal(&self) -> Option<&str> {
+        let first = self.text.split('/').next()?;
+        (!first.contains(['*', '?', '['])).then_some(first)
+    }
+
     pub fn is_literal(&self) -> bool {
         self.literal
+    }
+}
+
+/// A path split into segments once, taken literally (a `*` in it is just
+/// a char); empty segments are skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathSegs(Vec<Seg>);
+
+impl PathSegs {
+    pub fn new(path: &str) -> PathSegs {
+        PathSegs(
+            path.split('/')
+                .filter(|s| !s.is_empty())
+                .map(|s| Seg::Glob(s.chars().map(Tok::Lit).collect()))
+                .collect(),
+        )
     }
 }
 
@@ -732,6 +757,18 @@ mod tests {
         assert!(both("caf\u{e9}/x", "cafe\u{301}/**", OFF));
         assert!(both("CAFE\u{301}", "caf\u{e9}", ON));
         assert!(both("src\\sub\\a.rs", "src/sub/*.rs", OFF));
+    }
+
+    #[test]
+    fn different_first_literals_never_overlap() {
+        let pairs = [("src/a.rs", "docs/**"), ("a/**", "b/*"), ("x", "y/z")];
+        for (a, b) in pairs {
+            assert_ne!(pat(a).first_literal(), pat(b).first_literal());
+            assert!(!pat(a).overlaps(&pat(b)), "{a} {b}");
+        }
+        assert_eq!(pat("**/x").first_literal(), None);
+        assert_eq!(pat("s*/x").first_literal(), None);
+        assert_eq!(pat("src/*.rs").first_literal(), Some("src"));
     }
 
     #[test]

@@ -269,6 +269,7 @@ mod tests {
                 now: crate::time::now(),
                 ttl_sec: 120,
                 out: super::super::Committed::default(),
+                held: &store.held,
             };
             insert(&mut ctx, "pending").unwrap();
             let out = std::mem::take(&mut ctx.out);

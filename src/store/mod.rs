@@ -198,6 +198,8 @@ pub struct Store {
     dead_seen: AtomicI64,
     /// The tasks-and-claims fingerprint the foreign-commit watcher last saw.
     work_print: AtomicI64,
+    /// The parsed reservations, while their table is unchanged.
+    held: reservations::HeldCache,
     /// How reservation paths compare (`reservations.rs`).
     path_rules: OnceLock<reservations::PathRules>,
 }
@@ -255,6 +257,7 @@ impl Store {
             marks: Mutex::new(delivery::MarkCache::default()),
             dead_seen: AtomicI64::new(0),
             path_rules: OnceLock::new(),
+            held: reservations::HeldCache::default(),
             work_print: AtomicI64::new(-1),
         })
     }
@@ -378,6 +381,7 @@ impl Store {
             now: time::format(now_s),
             ttl_sec: self.ttl_sec,
             out: Committed::default(),
+            held: &self.held,
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if !expired {
@@ -391,6 +395,7 @@ impl Store {
             Ok(Ok(_)) => {
                 if let Err(e) = g.c.run("RELEASE arc_member", []) {
                     g.undo_member();
+                    self.held.clear();
                     return (Ok(Err(e.into())), Committed::default());
                 }
                 if let Some(b) = g.batch.as_mut() {
@@ -398,7 +403,12 @@ impl Store {
                 }
             }
             // The member's expiry was rolled back with it.
-            _ => g.undo_member(),
+            // The member's expiry was rolled back with it, and so were any
+            // reservation rows it wrote: the parsed copy may be ahead.
+            _ => {
+                g.undo_member();
+                self.held.clear();
+            }
         }
         (result, out)
     }
@@ -409,6 +419,8 @@ impl Store {
         let r = r.and_then(|()| self.check_files().map_err(|e| e.detail()));
         if r.is_ok() {
             self.publish(batch.out);
+        } else {
+            self.held.clear();
         }
         batch.outcome.update(|o| *o = Some(r));
     }

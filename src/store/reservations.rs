@@ -37,7 +37,110 @@ CREATE TABLE IF NOT EXISTS arc_reservations(
   release_reason TEXT);
 CREATE INDEX IF NOT EXISTS ix_arc_res_open ON arc_reservations(released_at, expires_at);
 CREATE INDEX IF NOT EXISTS ix_arc_res_agent ON arc_reservations(agent_id, released_at);
+INSERT OR IGNORE INTO arc_progress(name, up_to_id) VALUES ('reservations', 0);
+CREATE TRIGGER IF NOT EXISTS arc_res_ins AFTER INSERT ON arc_reservations
+  BEGIN UPDATE arc_progress SET up_to_id = up_to_id + 1 WHERE name = 'reservations'; END;
+CREATE TRIGGER IF NOT EXISTS arc_res_upd AFTER UPDATE ON arc_reservations
+  BEGIN UPDATE arc_progress SET up_to_id = up_to_id + 1 WHERE name = 'reservations'; END;
+CREATE TRIGGER IF NOT EXISTS arc_res_del AFTER DELETE ON arc_reservations
+  BEGIN UPDATE arc_progress SET up_to_id = up_to_id + 1 WHERE name = 'reservations'; END;
 ";
+
+/// A held reservation with its patterns parsed.
+pub(super) struct Held {
+    pub(super) r: Reservation,
+    pub(super) patterns: Vec<(String, Pattern)>,
+}
+
+/// Every unreleased reservation, parsed, as of a version of the table.
+/// The version is a counter that triggers on `arc_reservations` (our own
+/// table) bump in the same statement, so any writer, this hub or another
+/// one, uncommitted rows of the open batch included, is seen: the cache
+/// is used only while the counter this connection reads is unchanged.
+#[derive(Default)]
+pub struct HeldCache(std::sync::Mutex<Option<(i64, HeldList)>>);
+
+/// The parsed reservations: shared rows, so following one change copies
+/// pointers, not patterns.
+pub(super) type HeldList = std::sync::Arc<Vec<std::sync::Arc<Held>>>;
+
+impl HeldCache {
+    /// Forgets the parsed copy (after a rollback: versions may repeat).
+    pub fn clear(&self) {
+        *crate::notify::lock(&self.0) = None;
+    }
+
+    /// After one statement of ours changed the row `id` (and so bumped the
+    /// version by exactly one): the copy follows without a reload. Any
+    /// other change in between shows as a version gap, and the copy is
+    /// dropped instead.
+    pub(super) fn follow(&self, c: &Connection, id: &str) -> Result<()> {
+        let version = table_version(c)?;
+        let mut guard = crate::notify::lock(&self.0);
+        let Some((v, list)) = guard.as_ref() else {
+            return Ok(());
+        };
+        if *v != version - 1 {
+            *guard = None;
+            return Ok(());
+        }
+        let mut next: Vec<std::sync::Arc<Held>> = list
+            .iter()
+            .filter(|h| h.r.reservation_id != id)
+            .cloned()
+            .collect();
+        if let Some(r) = by_id(c, id, "")?.filter(|r| r.released_at.is_none()) {
+            next.push(std::sync::Arc::new(parse_held(r)));
+        }
+        *guard = Some((version, std::sync::Arc::new(next)));
+        Ok(())
+    }
+}
+
+fn table_version(c: &Connection) -> Result<i64> {
+    Ok(c.one(
+        "SELECT up_to_id FROM arc_progress WHERE name = 'reservations'",
+        [],
+        |r| r.get(0),
+    )
+    .optional()?
+    .unwrap_or(-1))
+}
+
+fn parse_held(r: Reservation) -> Held {
+    Held {
+        patterns: r
+            .paths
+            .iter()
+            .filter_map(|p| Pattern::parse(p).ok().map(|pat| (p.clone(), pat)))
+            .collect(),
+        r,
+    }
+}
+
+/// The unreleased reservations (expired ones included: callers filter
+/// by `expires_at`), from the cache while the table is unchanged.
+pub(super) fn held(c: &Connection, cache: &HeldCache) -> Result<HeldList> {
+    let version = table_version(c)?;
+    if let Some((v, held)) = crate::notify::lock(&cache.0).as_ref() {
+        if *v == version {
+            return Ok(held.clone());
+        }
+    }
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {COLS} FROM arc_reservations WHERE released_at IS NULL ORDER BY created_at, reservation_id"
+    ))?;
+    let rows = st
+        .query_map([], |r| row(r, ""))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let list: Vec<std::sync::Arc<Held>> = rows
+        .into_iter()
+        .map(|r| std::sync::Arc::new(parse_held(r)))
+        .collect();
+    let list = std::sync::Arc::new(list);
+    *crate::notify::lock(&cache.0) = Some((version, list.clone()));
+    Ok(list)
+}
 
 const COLS: &str = "reservation_id, agent_id, paths_json, mode, reason, task_id, claim_key, channel, created_at, expires_at, released_at, release_reason";
 
@@ -163,11 +266,22 @@ fn by_id(c: &Connection, id: &str, now: &str) -> Result<Option<Reservation>> {
 /// `src/[id].tsx` is a file name, not a class) to check.
 pub(super) type Wanted = (String, Option<Pattern>);
 
-/// True if `theirs` (a held pattern) meets what is wanted.
-fn meets(theirs: &Pattern, (raw, mine): &Wanted) -> bool {
+/// True if `theirs` (a held pattern) meets what is wanted (`path`: the
+/// wanted path, split once).
+fn meets(theirs: &Pattern, (raw, mine): &Wanted, path: &crate::glob::PathSegs) -> bool {
+    // Anchored patterns whose first segments are different literals never meet.
+    let first = match mine {
+        Some(p) => p.first_literal(),
+        None => raw.split('/').next(),
+    };
+    if let (Some(a), Some(b)) = (first, theirs.first_literal()) {
+        if a != b {
+            return false;
+        }
+    }
     match mine {
         Some(p) => p.overlaps(theirs),
-        None => theirs.matches(raw),
+        None => theirs.matches_path(path),
     }
 }
 
@@ -183,6 +297,7 @@ fn covers(locked: &str, (raw, mine): &Wanted) -> bool {
 /// everything active, reservations and reference locks.
 pub(super) fn conflicts(
     c: &Connection,
+    cache: &HeldCache,
     rules: &PathRules,
     agent: &str,
     wanted: &[Wanted],
@@ -190,16 +305,22 @@ pub(super) fn conflicts(
     now: &str,
 ) -> Result<Vec<Conflict>> {
     let mut out = Vec::new();
-    for r in active(c, now)?.into_iter().filter(|r| r.agent_id != agent) {
+    let split: Vec<crate::glob::PathSegs> = wanted
+        .iter()
+        .map(|(raw, _)| crate::glob::PathSegs::new(raw))
+        .collect();
+    let all = held(c, cache)?;
+    for h in all
+        .iter()
+        .filter(|h| h.r.agent_id != agent && h.r.expires_at.as_str() > now)
+    {
+        let r = &h.r;
         if !exclusive && !r.exclusive() {
             continue;
         }
-        for theirs in &r.paths {
-            let Ok(p) = Pattern::parse(theirs) else {
-                continue;
-            };
-            for w in wanted {
-                if meets(&p, w) {
+        for (theirs, p) in &h.patterns {
+            for (w, path) in wanted.iter().zip(&split) {
+                if meets(p, w, path) {
                     out.push(Conflict {
                         reservation_id: Some(r.reservation_id.clone()),
                         agent_id: r.agent_id.clone(),
@@ -269,6 +390,7 @@ impl Tx<'_> {
         if n != 1 {
             return Ok(false);
         }
+        self.held.follow(self.tx, &r.reservation_id)?;
         self.out.logs.push(format!(
             "reservation released: id={} agent={} reason={why}",
             r.reservation_id, r.agent_id
@@ -375,6 +497,7 @@ impl Tx<'_> {
         let now = self.now.clone();
         let found = conflicts(
             self.tx,
+            self.held,
             rules,
             &want.agent_id,
             &parsed,
@@ -428,6 +551,7 @@ impl Tx<'_> {
                 id
             }
         };
+        self.held.follow(self.tx, &id)?;
         self.touch(&want.agent_id)?;
         let r =
             by_id(self.tx, &id, &now)?.ok_or_else(|| Error::internal("reservation vanished"))?;
@@ -493,6 +617,7 @@ impl Store {
             if n == 0 {
                 return Err(Error::not_found("reservation not found, not active or not held by agent_id"));
             }
+            t.held.follow(t.tx, id)?;
             t.touch(agent)?;
             by_id(t.tx, id, &t.now)?.ok_or_else(|| Error::internal("reservation vanished"))
         })
@@ -537,11 +662,63 @@ impl Store {
     pub fn check_paths(&self, agent: &str, paths: &[String]) -> Result<Vec<Conflict>> {
         let rules = self.path_rules();
         let wanted: Vec<Wanted> = paths.iter().map(|p| (p.clone(), None)).collect();
-        self.read(|c, now| conflicts(c, &rules, agent, &wanted, false, now))
+        self.read(|c, now| conflicts(c, &self.held, &rules, agent, &wanted, false, now))
     }
 }
 
 /// The JSON of a reservation row (the API's answer).
 pub fn reservation_json(r: &Reservation) -> Value {
     serde_json::to_value(r).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::temp_store;
+    use super::*;
+
+    fn want(agent: &str, path: &str) -> NewReservation {
+        NewReservation {
+            agent_id: agent.into(),
+            paths: vec![path.into()],
+            exclusive: true,
+            ttl_sec: 600,
+            reason: None,
+            task_id: None,
+            claim_key: None,
+        }
+    }
+
+    fn granted(r: Reserved) -> bool {
+        matches!(r, Reserved::Granted(_))
+    }
+
+    /// The parsed copy follows our own writes, forgets a rolled-back one
+    /// (whose version number the next write reuses), and sees another
+    /// hub's writes through the version counter.
+    #[test]
+    fn the_parsed_copy_never_outlives_what_the_file_holds() {
+        let (store, dir) = temp_store(120);
+        assert!(granted(store.reserve(&want("a", "src/**")).unwrap()));
+        assert!(!granted(store.reserve(&want("b", "src/x.rs")).unwrap()));
+        // A member that reserved, then failed: its row is rolled back.
+        let failed = store.write(|t| {
+            let rules = PathRules::default();
+            assert!(granted(t.reserve(&rules, &want("c", "docs/**"))?));
+            Err::<(), _>(Error::invalid("then something failed"))
+        });
+        assert!(failed.is_err());
+        // Another connection (another hub) writes next, reusing the
+        // rolled-back version number: the copy must not show docs/** held.
+        let other = Store::open(&dir.join("arc.sqlite3"), 120).unwrap();
+        assert!(granted(other.reserve(&want("d", "lib/**")).unwrap()));
+        assert!(granted(store.reserve(&want("e", "docs/a.md")).unwrap()));
+        assert!(granted(other.reserve(&want("f", "tests/**")).unwrap()));
+        assert!(!granted(store.reserve(&want("g", "tests/t.rs")).unwrap()));
+        let freed = store.list_reservations(Some("a"), true).unwrap();
+        store
+            .release_reservation(&freed[0].reservation_id, "a")
+            .unwrap();
+        assert!(granted(other.reserve(&want("b", "src/x.rs")).unwrap()));
+        assert!(!granted(store.reserve(&want("h", "src/x.rs")).unwrap()));
+    }
 }

@@ -20,6 +20,8 @@ pub(super) struct Tx<'a> {
     pub(super) now: String,
     pub(super) ttl_sec: i64,
     pub(super) out: Committed,
+    /// The parsed reservations (`reservations.rs`).
+    pub(super) held: &'a super::reservations::HeldCache,
 }
 
 impl Tx<'_> {
