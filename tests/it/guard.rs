@@ -25,6 +25,8 @@ struct Out {
     took: Duration,
 }
 
+// Some helpers serve only the tests that need a POSIX shell.
+#[cfg_attr(not(unix), allow(dead_code))]
 impl Out {
     fn of(out: std::process::Output, took: Duration) -> Out {
         Out {
@@ -71,6 +73,7 @@ struct Repo {
     home: PathBuf,
 }
 
+#[cfg_attr(not(unix), allow(dead_code))]
 impl Repo {
     fn new() -> Repo {
         let tmp = TempDir::new("guard");
