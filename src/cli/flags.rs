@@ -95,6 +95,8 @@ flags! {
     "agent" Some("ID"), AGENT => "agent id";
     "base-url" Some("URL"), BASE_URL => "hub URL";
     "relay-dir" Some("DIR"), RELAY_DIR => "talk through a relay spool instead of HTTP";
+    "tools" Some("LIST"), &["mcp"] => "tools to offer: core, all, or a list of names and tags";
+    "claude-channel" None, &["mcp"] => "push new messages as Claude Code channel notifications (also ARC_MCP_CLAUDE_CHANNEL=1)";
     "channel" Some("NAME"), &["smoke-agent", "post", "poll", "next"] => "channel";
     "to" Some("AGENT"), &["post", "handoff"] => "send a direct message to AGENT instead (handoff: the new holder)";
     "kind" Some("KIND"), &["post"] => "message kind";
@@ -175,6 +177,7 @@ pub fn default_of(name: &str, cmd: &str) -> Option<String> {
         ("timeout", "ensure") => crate::lifecycle::ENSURE_TIMEOUT_SEC.to_string(),
         ("timeout", "poll") => super::agent::POLL_TIMEOUT_SEC.to_string(),
         ("agent", "mcp") => crate::mcp::DEFAULT_AGENT.to_string(),
+        ("tools", "mcp") => crate::mcp::profile::DEFAULT_SPEC.to_string(),
         ("base-url", _) => crate::client::DEFAULT_BASE_URL.to_string(),
         ("relay-dir", "smoke-agent") => hub.spool_dir.display().to_string(),
         ("channel", "post") => "general".to_string(),

@@ -112,7 +112,7 @@ pub static COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "mcp",
         summary: "an MCP server on stdio for one agent",
-        usage: "arc mcp [--agent ID] [--base-url URL | --relay-dir DIR]",
+        usage: "arc mcp [--agent ID] [--base-url URL | --relay-dir DIR] [--tools core|all|LIST]",
         notes: "See docs/MCP.md.",
     },
     CommandHelp {
@@ -159,6 +159,45 @@ fn flag_lines(cmd: &str) -> String {
     out
 }
 
+/// What `arc mcp --help` says about `--tools`: the size of each profile's
+/// `tools/list` and the tags, computed from the tool table when asked.
+fn mcp_tools() -> String {
+    use crate::mcp::profile::{sizes, thousands};
+    let mut s = String::from(
+        "Profiles (the size of tools/list as compact JSON; tokens approximate, bytes/4):\n",
+    );
+    for (name, count, bytes, tokens) in sizes() {
+        s.push_str(&format!(
+            "  {name:<6}{count:>3} tools {:>8} bytes  ~{} tokens\n",
+            thousands(bytes),
+            thousands(tokens)
+        ));
+    }
+    s.push_str("Tags (--tools takes these, tool names, and all):");
+    for tag in crate::mcp::profile::tags() {
+        let names: Vec<&str> = crate::mcp::TOOLS
+            .iter()
+            .filter(|t| t.tags.contains(&tag))
+            .map(|t| t.name)
+            .collect();
+        s.push_str(&format!("\n  {tag:<14}"));
+        let mut width = 16;
+        for (i, n) in names.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            if width + sep.len() + n.len() > 79 {
+                s.push_str(&format!("\n{:16}", ""));
+                width = 16;
+            } else {
+                s.push_str(sep);
+                width += sep.len();
+            }
+            s.push_str(n);
+            width += n.len();
+        }
+    }
+    s
+}
+
 /// Help for `arc --help` and `arc <command> --help`.
 pub fn help(topic: Option<&str>) -> String {
     if let Some(c) = topic.and_then(|t| COMMANDS.iter().find(|c| c.name == t)) {
@@ -167,6 +206,9 @@ pub fn help(topic: Option<&str>) -> String {
             let flags = flag_lines(c.name);
             if !flags.is_empty() {
                 s.push_str(&format!("\n{flags}"));
+            }
+            if c.name == "mcp" {
+                s.push_str(&format!("\n{}\n", mcp_tools()));
             }
             if !c.notes.is_empty() {
                 s.push_str(&format!("\n{}\n", c.notes));

@@ -117,7 +117,10 @@ fn command(cmd: &str, raw: &Raw) -> Result<Command> {
         "whoami" => Command::Whoami(agent::endpoint(raw, None)?),
         "mcp" => Command::Mcp(crate::mcp::McpArgs {
             endpoint: agent::endpoint(raw, Some(crate::mcp::DEFAULT_AGENT))?,
-            tools: crate::mcp::profile::Profile::default(),
+            tools: crate::mcp::profile::Profile::parse(
+                raw.value_or("tools", crate::mcp::profile::DEFAULT_SPEC),
+            )?,
+            claude_channel: raw.switch("claude-channel"),
         }),
         "relay" => Command::Relay(relay(raw)?),
         "hook" => Command::Hook(super::wake::hook_args(raw)?),
@@ -397,8 +400,23 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match p(&["mcp"]).unwrap() {
-            Command::Mcp(a) => assert_eq!(a.endpoint.agent, "mcp-client"),
+            Command::Mcp(a) => {
+                assert_eq!(a.endpoint.agent, "mcp-client");
+                assert_eq!(a.tools, crate::mcp::profile::Profile::core());
+            }
             other => panic!("{other:?}"),
         }
+        match p(&["mcp", "--tools", "all"]).unwrap() {
+            Command::Mcp(a) => assert_eq!(a.tools, crate::mcp::profile::Profile::all()),
+            other => panic!("{other:?}"),
+        }
+        match p(&["mcp", "--tools", "core,arc_bogus"]) {
+            Err(Error::Usage(m)) => assert!(m.contains("arc_bogus"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            p(&["post", "--agent", "a", "--tools", "all", "x"]),
+            Err(Error::Usage(_))
+        ));
     }
 }

@@ -7,6 +7,22 @@ stdout. [`serve`] is the whole protocol loop, generic over any `BufRead` and
 `Write`, so tests drive it in memory; [`run_stdio`] binds it to the real
 stdio and to a [`Client`] for `--base-url` or `--relay-dir`.
 
+Eras. Both eras of MCP share the one stream (module `era`):
+
+* the legacy era (2024-11-05 to 2025-11-25): `initialize` negotiates a
+  version ([`PROTOCOL_VERSIONS`]; an unknown or modern one gets the newest
+  of them, never 2026-07-28) and fixes it for the process; requests
+  without `_meta` are served after it (only `ping` before it);
+* the modern era (2026-07-28, [`MODERN_VERSIONS`]): no handshake; a request
+  whose `_meta` carries `io.modelcontextprotocol/protocolVersion` and
+  `io.modelcontextprotocol/clientCapabilities` is served on its own, its
+  result carries `resultType` (and cache hints where the spec wants them),
+  `server/discover` answers, `subscriptions/listen` replaces
+  `resources/subscribe`, and `ping` and `logging/setLevel` are gone.
+
+Each request is judged by its own `_meta`, so a client may discover, then
+initialize (as Claude Code does), or mix the two.
+
 Framing. The MCP stdio transport carries one JSON message per line, and
 that is what we read and write by default. Input whose first line starts
 with `Content-Length:` or `Content-Type:` (any case) is read as an
@@ -16,27 +32,39 @@ then fixes the framing of every reply. Stdout carries protocol messages
 only; logs go to stderr.
 
 Threads. The main loop handles one request at a time (a slow tool call,
-such as `arc_rpc_call`, delays the next request). Two helper threads share
-its state:
+such as `arc_rpc_call`, delays the next request). Three helper threads
+share its state:
 
 * the keepalive thread registers the agent (lazily: the hub may be down
   when the host starts us; tool calls also try), refreshes presence every
   [`Options::keepalive`] with `GET /v1/agents?as=<id>`, and registers again
   if the hub forgot the agent;
-* the push thread sleeps until a client subscribes to [`INBOX_URI`], then
-  long-polls `/v1/events` and sends `notifications/resources/updated` when
-  a message visible to the agent (and not its own) arrives.
+* the push thread sleeps until a client subscribes to [`INBOX_URI`]
+  (`resources/subscribe`, or `subscriptions/listen` with it among
+  `resourceSubscriptions`), then long-polls `/v1/events` and sends
+  `notifications/resources/updated` (tagged with the subscription's id for
+  a listen) when a message visible to the agent (and not its own) arrives;
+* the channel thread sleeps until Claude Code channels are on
+  ([`Options::claude_channel`], or the client declares
+  `experimental["claude/channel"]`), then waits at the hub's
+  `POST /v1/agents/{id}/surface` (a peek, which marks nothing), takes what
+  is new (which moves the surfaced mark the wake hooks share) and sends it
+  as `notifications/claude/channel`; after a take that left a backlog it
+  waits for a new message instead (`/v1/events`), so a backlog is one
+  notification, not a flood.
 
 The writer sits behind one mutex, so a reply and a notification never
-interleave. On EOF the loop stops both threads, closes the hub session
+interleave. On EOF the loop stops the helpers, closes the hub session
 and returns; a helper still parked in a long-poll is left to finish on its
-own (it writes nothing once the loop has stopped), so returning is bounded
-by [`Options::exit_grace`], not by the poll.
+own (it writes nothing once the loop has stopped, and the channel
+thread's parked wait marks nothing), so returning is bounded by
+[`Options::exit_grace`], not by the poll.
 
 Invariant: this module talks to the hub only through [`Client`]; it never
 touches the store.
 */
 
+mod era;
 mod framing;
 pub mod profile;
 mod rpc;
@@ -44,10 +72,11 @@ mod server;
 mod session;
 mod tools;
 
+pub use era::{MODERN_VERSIONS, SUPPORTED_VERSIONS};
 pub use framing::{Framing, Incoming, MAX_MESSAGE_BYTES, frame, read_message};
 pub use rpc::{
     INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
-    RESOURCE_NOT_FOUND, RpcError,
+    RESOURCE_NOT_FOUND, RpcError, UNSUPPORTED_PROTOCOL_VERSION,
 };
 pub use tools::{TOOLS, tools};
 
@@ -65,9 +94,15 @@ use crate::notify::poll_until;
 
 use server::Shared;
 
-/// MCP revisions we speak, newest first; `initialize` echoes the client's
-/// choice when it is one of these and answers with the first otherwise.
-pub const PROTOCOL_VERSIONS: [&str; 3] = ["2025-06-18", "2025-03-26", "2024-11-05"];
+/// The handshake-era MCP revisions we speak, newest first; `initialize`
+/// echoes the client's choice when it is one of these and answers with the
+/// first otherwise (a modern version included: `initialize` is legacy).
+pub const PROTOCOL_VERSIONS: [&str; 4] = era::LEGACY_VERSIONS;
+
+/// The environment variable that turns Claude Code channel notifications
+/// on for `arc mcp` (`1`, `true`, `yes` or `on`): the host cannot tell us that it
+/// was started with `--channels` or `--dangerously-load-development-channels`.
+pub const CHANNEL_ENV: &str = "ARC_MCP_CLAUDE_CHANNEL";
 
 /// The agent `arc mcp` speaks for when `--agent` is not given.
 pub const DEFAULT_AGENT: &str = "mcp-client";
@@ -92,6 +127,11 @@ pub struct Options {
     pub log: bool,
     /// The tools on offer (`--tools`).
     pub tools: profile::Profile,
+    /// Send `notifications/claude/channel` for new messages from the
+    /// start (the host enabled channels); also turned on when a client
+    /// declares `experimental["claude/channel"]`. Off by default: each one
+    /// moves the agent's surfaced mark, so it must reach a listening host.
+    pub claude_channel: bool,
 }
 
 impl Default for Options {
@@ -103,6 +143,7 @@ impl Default for Options {
             exit_grace: Duration::from_secs(2),
             log: true,
             tools: profile::Profile::default(),
+            claude_channel: false,
         }
     }
 }
@@ -112,6 +153,9 @@ impl Default for Options {
 pub struct McpArgs {
     pub endpoint: crate::client::Endpoint,
     pub tools: profile::Profile,
+    /// `--claude-channel`: push new messages as Claude Code channel
+    /// notifications even if the host does not declare the capability.
+    pub claude_channel: bool,
 }
 
 /// Serves MCP on stdin/stdout until EOF.
@@ -123,6 +167,7 @@ pub fn run_stdio(a: &McpArgs) -> Result<()> {
     };
     let opts = Options {
         tools: a.tools.clone(),
+        claude_channel: a.claude_channel || env_flag(CHANNEL_ENV),
         ..Options::default()
     };
     let shared = Shared::new(client, opts, Box::new(std::io::stdout()));
@@ -135,14 +180,29 @@ pub fn run_stdio(a: &McpArgs) -> Result<()> {
         std::process::exit(0);
     })?;
     shared.log(&format!(
-        "serving agent {:?} via {}",
+        "serving agent {:?} via {}{}",
         args.agent,
         match &args.relay_dir {
             Some(d) => format!("relay spool {}", d.display()),
             None => args.base_url.clone(),
+        },
+        if shared.opts.claude_channel {
+            format!("; Claude Code channel notifications on ({CHANNEL_ENV})")
+        } else {
+            String::new()
         }
     ));
     run(&shared, std::io::BufReader::new(std::io::stdin()))
+}
+
+/// Whether the environment variable `name` says yes.
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
 }
 
 /// Runs the protocol loop over `reader` and `writer` for `client`'s agent
@@ -171,6 +231,7 @@ fn run<R: BufRead + Send + 'static>(shared: &Arc<Shared>, mut reader: R) -> Resu
     let helpers = [
         spawn("arc-mcp-keepalive", shared, Shared::keepalive_loop)?,
         spawn("arc-mcp-push", shared, Shared::push_loop)?,
+        spawn("arc-mcp-channel", shared, Shared::channel_loop)?,
     ];
     let (tx, rx) = std::sync::mpsc::channel::<Event>();
     {

@@ -8,14 +8,20 @@ pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
-/// MCP's code for an unknown resource URI.
+/// MCP's code for an unknown resource URI, up to 2025-11-25 (2026-07-28
+/// uses [`INVALID_PARAMS`] instead and forbids this one).
 pub const RESOURCE_NOT_FOUND: i64 = -32002;
+/// MCP 2026-07-28: the request's `_meta` names a protocol version the
+/// server does not serve; `data` is `{"supported": [...], "requested"}`.
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 /// A protocol error: what a JSON-RPC client gets as `error`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcError {
     pub code: i64,
     pub message: String,
+    /// The error object's optional `data` member.
+    pub data: Option<Value>,
 }
 
 impl RpcError {
@@ -23,6 +29,7 @@ impl RpcError {
         RpcError {
             code,
             message: message.into(),
+            data: None,
         }
     }
 
@@ -33,9 +40,19 @@ impl RpcError {
         )
     }
 
+    /// This error with `data`.
+    pub fn with_data(mut self, data: Value) -> RpcError {
+        self.data = Some(data);
+        self
+    }
+
     /// The response carrying this error for request `id`.
     pub fn reply(&self, id: Value) -> Value {
-        json!({"jsonrpc": "2.0", "id": id, "error": {"code": self.code, "message": self.message}})
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(d) = &self.data {
+            error["data"] = d.clone();
+        }
+        json!({"jsonrpc": "2.0", "id": id, "error": error})
     }
 }
 

@@ -1,18 +1,27 @@
 //! Every tool `arc mcp` offers, once, as data: name, description, input
-//! schema and handler. `tools/list` and `tools/call` both come from
-//! [`TOOLS`]. The first six match the reference adapter's names,
-//! arguments, types and defaults; descriptions are our own and short
-//! (hosts pay for them in context). A hub error reaches the model as a
-//! tool result with `isError: true` and the hub's own text.
+//! schema, tags and handler. `tools/list` and `tools/call` both come from
+//! [`TOOLS`], through the profile (`--tools`, [`super::profile`]) that
+//! picks which of them are on offer. The first six match the reference
+//! adapter's names, arguments, types and defaults; descriptions are our
+//! own and short (hosts pay for them in context). A hub error reaches the
+//! model as a tool result with `isError: true` and the hub's own text
+//! (a 409's `conflicts` included).
+//!
+//! The handlers live beside this file: [`talk`] for messages, channels,
+//! threads, agents and delivery state, [`work`] for claims, locks, tasks,
+//! reservations and RPC; [`args`] reads their arguments. Search has no
+//! tool: the hub does not search yet.
 
-use std::time::Duration;
+mod args;
+mod talk;
+mod work;
 
 use serde_json::{Map, Value, json};
 
 use super::server::Shared;
-use crate::client::Post;
 use crate::error::{Error, Result};
-use crate::input::percent_encode;
+
+pub use args::Args;
 
 /// The type of one argument, for the input schema.
 #[derive(Clone, Copy)]
@@ -24,6 +33,9 @@ pub enum Arg {
     NumDefault(i64),
     StrDefault(&'static str),
     OneOf(&'static [&'static str]),
+    BoolDefault(bool),
+    /// A list of strings (a lone string is read as a list of one).
+    StrList,
 }
 
 /// A tool's handler: checks the arguments, then asks the hub.
@@ -35,12 +47,16 @@ pub struct Tool {
     pub description: &'static str,
     pub args: &'static [(&'static str, Arg)],
     pub required: &'static [&'static str],
+    /// What `--tools` can pick it by besides its name; `core` is the
+    /// default profile.
+    pub tags: &'static [&'static str],
     handler: Handler,
 }
 
 const TTL: Arg = Arg::IntDefault(300);
 
-/// The tool table, in `tools/list` order.
+/// The tool table, in `tools/list` order: the reference's six, then our
+/// three other core tools, then the rest by area.
 pub static TOOLS: &[Tool] = &[
     Tool {
         name: "arc_post_message",
@@ -55,39 +71,44 @@ pub static TOOLS: &[Tool] = &[
             ("parent_task_id", Arg::Int),
         ],
         required: &["channel", "body"],
-        handler: post_message,
+        tags: &["core", "messages"],
+        handler: talk::post_message,
     },
     Tool {
         name: "arc_poll_messages",
-        description: "Wait up to timeout seconds for messages you have not seen yet (not your own).",
+        description: "Wait up to timeout seconds for messages you have not seen yet (not your own); marks them read.",
         args: &[
             ("channel", Arg::Str),
             ("timeout", Arg::NumDefault(5)),
             ("thread_id", Arg::Str),
         ],
         required: &[],
-        handler: poll_messages,
+        tags: &["core", "messages"],
+        handler: talk::poll_messages,
     },
     Tool {
         name: "arc_dm",
         description: "Send a direct message to an agent.",
         args: &[("to_agent", Arg::Str), ("body", Arg::Str)],
         required: &["to_agent", "body"],
-        handler: dm,
+        tags: &["core", "messages"],
+        handler: talk::dm,
     },
     Tool {
         name: "arc_list_agents",
         description: "List live agents.",
         args: &[],
         required: &[],
-        handler: list_agents,
+        tags: &["core", "agents"],
+        handler: talk::list_agents,
     },
     Tool {
         name: "arc_create_channel",
         description: "Create a channel (returns it if it exists).",
         args: &[("name", Arg::Str)],
         required: &["name"],
-        handler: create_channel,
+        tags: &["core", "channels"],
+        handler: talk::create_channel,
     },
     Tool {
         name: "arc_rpc_call",
@@ -98,7 +119,107 @@ pub static TOOLS: &[Tool] = &[
             ("timeout", Arg::NumDefault(30)),
         ],
         required: &["to_agent", "body"],
-        handler: rpc_call,
+        tags: &["core", "work"],
+        handler: work::rpc_call,
+    },
+    Tool {
+        name: "arc_next_task",
+        description: "Claim the best ready task and reserve its paths in one step; waits up to wait seconds. Null when none is ready.",
+        args: &[("channel", Arg::Str), ("wait", Arg::NumDefault(0))],
+        required: &[],
+        tags: &["core", "work"],
+        handler: work::next_task,
+    },
+    Tool {
+        name: "arc_reserve",
+        description: "Reserve path globs (src/**, *.md) before editing. All or nothing: a conflict names the holders.",
+        args: &[
+            ("paths", Arg::StrList),
+            ("shared", Arg::BoolDefault(false)),
+            ("ttl_sec", Arg::IntDefault(crate::wire::RESERVATION_TTL_SEC)),
+            ("task_id", Arg::Int),
+            ("reason", Arg::Str),
+        ],
+        required: &["paths"],
+        tags: &["core", "reservations"],
+        handler: work::reserve,
+    },
+    Tool {
+        name: "arc_check_paths",
+        description: "May you edit these files? allowed, and who holds the rest.",
+        args: &[("paths", Arg::StrList)],
+        required: &["paths"],
+        tags: &["core", "reservations"],
+        handler: work::check_paths,
+    },
+    Tool {
+        name: "arc_inbox",
+        description: "Your direct messages: the newest limit, or those after since_id.",
+        args: &[("since_id", Arg::Int), ("limit", Arg::IntDefault(20))],
+        required: &[],
+        tags: &["messages"],
+        handler: talk::inbox,
+    },
+    Tool {
+        name: "arc_mark_read",
+        description: "Mark every message up to up_to_id read.",
+        args: &[("up_to_id", Arg::Int)],
+        required: &["up_to_id"],
+        tags: &["messages", "delivery"],
+        handler: talk::mark_read,
+    },
+    Tool {
+        name: "arc_list_channels",
+        description: "List channels.",
+        args: &[],
+        required: &[],
+        tags: &["channels"],
+        handler: talk::list_channels,
+    },
+    Tool {
+        name: "arc_read_channel",
+        description: "Read a channel's messages: the newest limit, or those after since_id.",
+        args: &[
+            ("channel", Arg::Str),
+            ("thread_id", Arg::Str),
+            ("since_id", Arg::Int),
+            ("limit", Arg::IntDefault(50)),
+        ],
+        required: &["channel"],
+        tags: &["channels", "messages"],
+        handler: talk::read_channel,
+    },
+    Tool {
+        name: "arc_list_threads",
+        description: "List thread summaries, newest first.",
+        args: &[],
+        required: &[],
+        tags: &["threads"],
+        handler: talk::list_threads,
+    },
+    Tool {
+        name: "arc_read_thread",
+        description: "Read a thread: summary, messages, tasks, claims, locks.",
+        args: &[("thread_id", Arg::Str)],
+        required: &["thread_id"],
+        tags: &["threads"],
+        handler: talk::read_thread,
+    },
+    Tool {
+        name: "arc_whoami",
+        description: "Your session and the live agents.",
+        args: &[],
+        required: &[],
+        tags: &["agents"],
+        handler: talk::whoami,
+    },
+    Tool {
+        name: "arc_rename",
+        description: "Set your display name.",
+        args: &[("display_name", Arg::Str)],
+        required: &["display_name"],
+        tags: &["agents"],
+        handler: talk::rename,
     },
     Tool {
         name: "arc_claim",
@@ -109,28 +230,70 @@ pub static TOOLS: &[Tool] = &[
             ("ttl_sec", TTL),
         ],
         required: &["claim_key"],
-        handler: claim,
+        tags: &["claims"],
+        handler: work::claim,
+    },
+    Tool {
+        name: "arc_refresh_claim",
+        description: "Extend your claim.",
+        args: &[("claim_key", Arg::Str), ("ttl_sec", TTL)],
+        required: &["claim_key"],
+        tags: &["claims"],
+        handler: work::refresh_claim,
     },
     Tool {
         name: "arc_release",
         description: "Release your claim.",
         args: &[("claim_key", Arg::Str)],
         required: &["claim_key"],
-        handler: release,
+        tags: &["claims"],
+        handler: work::release,
+    },
+    Tool {
+        name: "arc_list_claims",
+        description: "List claims, optionally of one thread.",
+        args: &[
+            ("thread_id", Arg::Str),
+            ("active_only", Arg::BoolDefault(true)),
+        ],
+        required: &[],
+        tags: &["claims"],
+        handler: work::list_claims,
     },
     Tool {
         name: "arc_lock",
         description: "Lock a file path before editing; acquired is false if another agent holds it.",
         args: &[("file_path", Arg::Str), ("ttl_sec", TTL)],
         required: &["file_path"],
-        handler: lock,
+        tags: &["locks"],
+        handler: work::lock,
+    },
+    Tool {
+        name: "arc_refresh_lock",
+        description: "Extend your file lock.",
+        args: &[("file_path", Arg::Str), ("ttl_sec", TTL)],
+        required: &["file_path"],
+        tags: &["locks"],
+        handler: work::refresh_lock,
     },
     Tool {
         name: "arc_unlock",
         description: "Release your file lock.",
         args: &[("file_path", Arg::Str)],
         required: &["file_path"],
-        handler: unlock,
+        tags: &["locks"],
+        handler: work::unlock,
+    },
+    Tool {
+        name: "arc_list_locks",
+        description: "List file locks, optionally one agent's.",
+        args: &[
+            ("agent_id", Arg::Str),
+            ("active_only", Arg::BoolDefault(true)),
+        ],
+        required: &[],
+        tags: &["locks"],
+        handler: work::list_locks,
     },
     Tool {
         name: "arc_list_tasks",
@@ -142,42 +305,87 @@ pub static TOOLS: &[Tool] = &[
             ("parent_id", Arg::Int),
         ],
         required: &[],
-        handler: list_tasks,
+        tags: &["work"],
+        handler: work::list_tasks,
     },
     Tool {
         name: "arc_complete_task",
         description: "Mark a task done.",
         args: &[("task_id", Arg::Int)],
         required: &["task_id"],
-        handler: complete_task,
+        tags: &["work"],
+        handler: work::complete_task,
     },
     Tool {
-        name: "arc_read_thread",
-        description: "Read a thread: summary, messages, tasks, claims, locks.",
-        args: &[("thread_id", Arg::Str)],
-        required: &["thread_id"],
-        handler: read_thread,
+        name: "arc_handoff",
+        description: "Hand a task you claimed (claim and reservations) to another agent, with a note.",
+        args: &[
+            ("task_id", Arg::Int),
+            ("to_agent", Arg::Str),
+            ("note", Arg::Str),
+        ],
+        required: &["task_id", "to_agent"],
+        tags: &["work"],
+        handler: work::handoff,
     },
     Tool {
-        name: "arc_inbox",
-        description: "Your direct messages: the newest limit, or those after since_id.",
-        args: &[("since_id", Arg::Int), ("limit", Arg::IntDefault(20))],
+        name: "arc_list_reservations",
+        description: "List reservations, optionally one agent's.",
+        args: &[
+            ("agent_id", Arg::Str),
+            ("active_only", Arg::BoolDefault(true)),
+        ],
         required: &[],
-        handler: inbox,
+        tags: &["reservations"],
+        handler: work::list_reservations,
     },
     Tool {
-        name: "arc_whoami",
-        description: "Your session and the live agents.",
+        name: "arc_renew_reservation",
+        description: "Extend your reservation.",
+        args: &[("reservation_id", Arg::Str), ("ttl_sec", Arg::Int)],
+        required: &["reservation_id"],
+        tags: &["reservations"],
+        handler: work::renew_reservation,
+    },
+    Tool {
+        name: "arc_release_reservation",
+        description: "Release your reservation.",
+        args: &[("reservation_id", Arg::Str)],
+        required: &["reservation_id"],
+        tags: &["reservations"],
+        handler: work::release_reservation,
+    },
+    Tool {
+        name: "arc_pending",
+        description: "Ids of messages to you not yet delivered, surfaced or read.",
+        args: &[("limit", Arg::IntDefault(100))],
+        required: &[],
+        tags: &["delivery"],
+        handler: talk::pending,
+    },
+    Tool {
+        name: "arc_deliveries",
+        description: "A message's state (queued, delivered, surfaced, read) for each recipient.",
+        args: &[("message_id", Arg::Int)],
+        required: &["message_id"],
+        tags: &["delivery"],
+        handler: talk::deliveries,
+    },
+    Tool {
+        name: "arc_dead_letters",
+        description: "Direct messages to ids that never had a session, with a suggested id.",
+        args: &[("limit", Arg::IntDefault(50))],
+        required: &[],
+        tags: &["delivery", "admin"],
+        handler: talk::dead_letters,
+    },
+    Tool {
+        name: "arc_hub_info",
+        description: "What this hub is: version, features, limits.",
         args: &[],
         required: &[],
-        handler: whoami,
-    },
-    Tool {
-        name: "arc_list_channels",
-        description: "List channels.",
-        args: &[],
-        required: &[],
-        handler: list_channels,
+        tags: &["admin"],
+        handler: talk::hub_info,
     },
 ];
 
@@ -189,6 +397,8 @@ fn schema(a: Arg) -> Value {
         Arg::NumDefault(d) => json!({"type": "number", "default": d}),
         Arg::StrDefault(d) => json!({"type": "string", "default": d}),
         Arg::OneOf(v) => json!({"type": "string", "enum": v}),
+        Arg::BoolDefault(d) => json!({"type": "boolean", "default": d}),
+        Arg::StrList => json!({"type": "array", "items": {"type": "string"}}),
     }
 }
 
@@ -207,30 +417,40 @@ impl Tool {
         })
     }
 
+    /// Whether `--tools` can pick it by `tag`.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.contains(&tag)
+    }
+
     /// Runs it: `Err` is a tool error (a result with `isError: true`).
     pub fn call(
         &self,
         s: &Shared,
         args: &Map<String, Value>,
     ) -> std::result::Result<Value, String> {
-        (self.handler)(
-            s,
-            &Args {
-                values: args,
-                spec: self.args,
-            },
-        )
+        (self.handler)(s, &Args::new(args, self.args))
     }
 }
 
-/// The tool named `name`.
+/// The tool named `name`, in any profile.
 pub fn find(name: &str) -> Option<&'static Tool> {
     TOOLS.iter().find(|t| t.name == name)
 }
 
-/// The `tools/list` entries.
+/// The `tools/list` entries of every tool.
 pub fn tools() -> Value {
     Value::Array(TOOLS.iter().map(Tool::describe).collect())
+}
+
+/// Every tag, in the order the table first uses it.
+pub fn tags() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for tag in TOOLS.iter().flat_map(|t| t.tags.iter()) {
+        if !out.contains(tag) {
+            out.push(tag);
+        }
+    }
+    out
 }
 
 /// The text a hub error becomes for the model.
@@ -249,237 +469,40 @@ fn to_json<T: serde::Serialize>(r: Result<T>) -> std::result::Result<Value, Stri
     serde_json::to_value(v).map_err(|e| format!("json: {e}"))
 }
 
-/// Tool arguments, with errors that name the argument; defaults come
-/// from the tool's table entry.
-pub struct Args<'a> {
-    values: &'a Map<String, Value>,
-    spec: &'static [(&'static str, Arg)],
-}
-
-impl Args<'_> {
-    fn get(&self, key: &str) -> Option<&Value> {
-        self.values.get(key).filter(|v| !v.is_null())
+/// A hub answer that keeps its envelope (`Client::answer`): the result
+/// when it is ok, else the hub's error text, followed by its `conflicts`
+/// (a 409 of a reservation names who holds what).
+fn envelope(r: Result<(u16, Value)>) -> std::result::Result<Value, String> {
+    let (_, mut env) = r.map_err(hub_error)?;
+    if env.get("ok") == Some(&Value::Bool(true)) {
+        return Ok(env
+            .get_mut("result")
+            .map(Value::take)
+            .unwrap_or(Value::Null));
     }
-
-    fn spec(&self, key: &str) -> Option<Arg> {
-        self.spec.iter().find(|(n, _)| *n == key).map(|(_, a)| *a)
+    let mut text = env
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown hub error")
+        .to_string();
+    if let Some(c) = env.get("conflicts").filter(|c| !c.is_null()) {
+        text.push_str(&format!("\nconflicts: {c}"));
     }
-
-    fn no_default(key: &str) -> String {
-        format!("tool table: argument {key} has no default")
-    }
-
-    fn string_or_default(&self, key: &str) -> std::result::Result<String, String> {
-        match (self.opt_string(key)?, self.spec(key)) {
-            (Some(v), _) => Ok(v),
-            (None, Some(Arg::StrDefault(d))) => Ok(d.to_string()),
-            (None, _) => Err(Self::no_default(key)),
-        }
-    }
-
-    fn int_or_default(&self, key: &str) -> std::result::Result<i64, String> {
-        match (self.opt_int(key)?, self.spec(key)) {
-            (Some(v), _) => Ok(v),
-            (None, Some(Arg::IntDefault(d))) => Ok(d),
-            (None, _) => Err(Self::no_default(key)),
-        }
-    }
-
-    fn string(&self, key: &str) -> std::result::Result<String, String> {
-        self.opt_string(key)?
-            .ok_or_else(|| format!("missing required argument: {key}"))
-    }
-
-    fn opt_string(&self, key: &str) -> std::result::Result<Option<String>, String> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(n @ Value::Number(_)) => Ok(Some(n.to_string())),
-            Some(_) => Err(format!("argument {key} must be a string")),
-        }
-    }
-
-    fn int(&self, key: &str) -> std::result::Result<i64, String> {
-        self.opt_int(key)?
-            .ok_or_else(|| format!("missing required argument: {key}"))
-    }
-
-    fn opt_int(&self, key: &str) -> std::result::Result<Option<i64>, String> {
-        let bad = || format!("argument {key} must be an integer");
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
-                (Some(i), _) => Ok(Some(i)),
-                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9e15 => Ok(Some(f as i64)),
-                _ => Err(bad()),
-            },
-            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad()),
-            Some(_) => Err(bad()),
-        }
-    }
-
-    /// A number of seconds, clamped to `0..=max`.
-    fn number(&self, key: &str, max: f64) -> std::result::Result<f64, String> {
-        let bad = || format!("argument {key} must be a number");
-        let v = match (self.get(key), self.spec(key)) {
-            (None, Some(Arg::NumDefault(d))) => d as f64,
-            (None, _) => return Err(Self::no_default(key)),
-            (Some(v), _) => match v {
-                Value::Number(n) => n.as_f64().ok_or_else(bad)?,
-                Value::String(s) => s.trim().parse::<f64>().map_err(|_| bad())?,
-                _ => return Err(bad()),
-            },
-        };
-        if !v.is_finite() {
-            return Err(bad());
-        }
-        Ok(v.clamp(0.0, max))
-    }
+    Err(text)
 }
 
-// ----- handlers (arguments are checked before the hub is contacted) -----
-
-fn post_message(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String> {
-    let (channel, body) = (a.string("channel")?, a.string("body")?);
-    let opts = Post {
-        kind: Some(a.string_or_default("kind")?),
-        thread_id: a.opt_string("thread_id")?,
-        to_agent: a.opt_string("to_agent")?,
-        reply_to: a.opt_int("reply_to")?,
-        parent_task_id: a.opt_int("parent_task_id")?,
-        ..Post::default()
-    };
-    s.session()?;
-    to_json(s.client.post(&channel, &body, opts))
-}
-
-fn poll_messages(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String> {
-    let channel = a.opt_string("channel")?;
-    let thread = a.opt_string("thread_id")?;
-    let timeout = a.number("timeout", 300.0)?;
-    s.session()?;
-    let mut p = s.client.clone();
-    p.cursor = s.poll_cursor();
-    let msgs = p
-        .poll(timeout, channel.as_deref(), thread.as_deref(), true, 100)
-        .map_err(hub_error)?;
-    s.advance_poll_cursor(p.cursor);
-    if let Some(last) = msgs.last() {
-        p.mark_read(last.id);
-    }
-    to_json(Ok(msgs))
-}
-
-fn dm(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String> {
-    let (to, body) = (a.string("to_agent")?, a.string("body")?);
-    s.session()?;
-    to_json(s.client.dm(&to, &body, Post::default()))
-}
-
-fn list_agents(s: &Shared, _: &Args<'_>) -> std::result::Result<Value, String> {
-    s.session()?;
-    to_json(s.client.agents(None))
-}
-
-fn create_channel(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String> {
-    let name = a.string("name")?;
-    s.session()?;
-    to_json(s.client.create_channel(&name, None))
-}
-
-fn rpc_call(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String> {
-    let (to, body) = (a.string("to_agent")?, a.string("body")?);
-    let timeout = a.number("timeout", 3600.0)?;
-    s.session()?;
-    to_json(
-        s.client
-            .call(&to, &body, "direct", Duration::from_secs_f64(timeout), None),
-    )
-}
-
-fn claim(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String> {
-    let key = a.string("claim_key")?;
-    let thread = a.opt_string("thread_id")?;
-    let ttl = a.int_or_default("ttl_sec")?;
-    s.session()?;
-    let l = s
-        .client
-        .claim(&key, thread.as_deref(), None, ttl, None)
-        .map_err(hub_error)?;
-    to_json(Ok(json!({"acquired": l.acquired, "claim": l.row})))
-}
-
-fn release(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String> {
-    let key = a.string("claim_key")?;
-    s.session()?;
-    to_json(s.client.release(&key))
-}
-
-fn lock(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String> {
-    let path = a.string("file_path")?;
-    let ttl = a.int_or_default("ttl_sec")?;
-    s.session()?;
-    let l = s.client.lock(&path, ttl, None).map_err(hub_error)?;
-    to_json(Ok(json!({"acquired": l.acquired, "lock": l.row})))
-}
-
-fn unlock(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String> {
-    let path = a.string("file_path")?;
-    s.session()?;
-    to_json(s.client.unlock(&path))
-}
-
-fn list_tasks(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String> {
-    let mut q = Vec::new();
-    for key in ["status", "channel", "thread_id"] {
-        if let Some(v) = a.opt_string(key)? {
-            q.push(format!("{key}={}", percent_encode(&v)));
-        }
-    }
-    if let Some(p) = a.opt_int("parent_id")? {
-        q.push(format!("parent_id={p}"));
-    }
-    s.session()?;
-    to_json(s.client.tasks(&q.join("&")))
-}
-
-fn complete_task(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String> {
-    let id = a.int("task_id")?;
-    s.session()?;
-    let (task, parent) = s.client.complete_task(id).map_err(hub_error)?;
-    to_json(Ok(json!({"task": task, "parent_completed": parent})))
-}
-
-fn read_thread(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String> {
-    let id = a.string("thread_id")?;
-    s.session()?;
-    to_json(s.client.get_thread(&id))
-}
-
-fn inbox(s: &Shared, a: &Args<'_>) -> std::result::Result<Value, String> {
-    let since = a.opt_int("since_id")?;
-    let limit = a.int_or_default("limit")?.clamp(1, 500);
-    s.session()?;
-    let query = match since {
-        Some(since) => format!("since_id={since}&limit={limit}"),
-        None => format!("tail=1&limit={limit}"),
-    };
-    let path = format!("/v1/inbox/{}?{query}", percent_encode(s.agent()));
+/// The `result` of a plain request (`GET`, or `POST` with `body`).
+fn result(
+    s: &Shared,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> std::result::Result<Value, String> {
     let env = s
         .client
-        .request("GET", &path, None, s.client.timeout)
+        .request(method, path, body, s.client.timeout)
         .map_err(hub_error)?;
-    Ok(env.get("result").cloned().unwrap_or(json!([])))
-}
-
-fn whoami(s: &Shared, _: &Args<'_>) -> std::result::Result<Value, String> {
-    s.session()?;
-    to_json(s.client.clone().bootstrap())
-}
-
-fn list_channels(s: &Shared, _: &Args<'_>) -> std::result::Result<Value, String> {
-    s.session()?;
-    to_json(s.client.channels())
+    Ok(env.get("result").cloned().unwrap_or(Value::Null))
 }
 
 #[cfg(test)]
@@ -493,6 +516,9 @@ mod tests {
             for r in t.required {
                 assert!(t.args.iter().any(|(n, _)| n == r), "{}: {r}", t.name);
             }
+            for (j, (n, _)) in t.args.iter().enumerate() {
+                assert!(t.args[..j].iter().all(|(m, _)| m != n), "{}: {n}", t.name);
+            }
         }
         assert_eq!(
             TOOLS[..6].iter().map(|t| t.name).collect::<Vec<_>>(),
@@ -505,5 +531,30 @@ mod tests {
                 "arc_rpc_call"
             ]
         );
+    }
+
+    #[test]
+    fn every_tool_has_an_area_tag_and_tags_never_shadow_names() {
+        let tags = tags();
+        assert_eq!(
+            tags,
+            [
+                "core",
+                "messages",
+                "agents",
+                "channels",
+                "work",
+                "reservations",
+                "delivery",
+                "threads",
+                "claims",
+                "locks",
+                "admin"
+            ]
+        );
+        for t in TOOLS {
+            assert!(t.tags.iter().any(|g| *g != "core"), "{}", t.name);
+            assert!(!tags.contains(&t.name) && t.name != "all", "{}", t.name);
+        }
     }
 }

@@ -35,7 +35,7 @@ REFERENCE_TOOLS = [
     "arc_create_channel",
     "arc_rpc_call",
 ]
-OUR_VERSIONS = {"2024-11-05", "2025-03-26", "2025-06-18"}
+OUR_VERSIONS = {"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"}
 
 
 class Hub:
@@ -117,7 +117,8 @@ class TestMcpWithOfficialSdk(unittest.IsolatedAsyncioTestCase):
     def server(self, agent="a"):
         return StdioServerParameters(
             command=ARC_BIN,
-            args=["mcp", "--agent", agent, "--base-url", self.hub.url],
+            # Every tool: these tests call some beyond the lean default.
+            args=["mcp", "--agent", agent, "--base-url", self.hub.url, "--tools", "all"],
         )
 
     async def on_message(self, message):
@@ -146,7 +147,7 @@ class TestMcpWithOfficialSdk(unittest.IsolatedAsyncioTestCase):
                 if types.LATEST_PROTOCOL_VERSION in OUR_VERSIONS:
                     self.assertEqual(init.protocolVersion, types.LATEST_PROTOCOL_VERSION)
                 else:
-                    self.assertEqual(init.protocolVersion, "2025-06-18")
+                    self.assertEqual(init.protocolVersion, "2025-11-25")
                 self.assertIsNotNone(init.capabilities.tools)
                 self.assertTrue(init.capabilities.resources.subscribe)
                 await asyncio.wait_for(s.send_ping(), STEP)

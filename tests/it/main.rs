@@ -18,6 +18,8 @@ mod house;
 mod lifecycle;
 mod live;
 mod mcp;
+mod mcp2026;
+mod mcp_tools;
 mod relay;
 mod reserve;
 mod robust;

@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 
 use crate::support::{TestHub, assert_subset, eventually};
 
-const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 /// Stdin for the loop: chunks arrive over a channel; dropping the sender
 /// is EOF.
-struct ChanReader {
+pub(crate) struct ChanReader {
     rx: Receiver<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
@@ -57,7 +57,7 @@ impl BufRead for ChanReader {
 
 /// Stdout for the loop, readable by the test while the loop runs.
 #[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct SharedBuf(pub(crate) Arc<Mutex<Vec<u8>>>);
 
 impl Write for SharedBuf {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -70,7 +70,7 @@ impl Write for SharedBuf {
     }
 }
 
-fn fast() -> Options {
+pub(crate) fn fast() -> Options {
     Options {
         keepalive: Duration::from_secs(30),
         push_wait: Duration::from_secs(2),
@@ -83,7 +83,7 @@ fn fast() -> Options {
 
 /// Parses one framed message at the start of `buf`: the message and the
 /// bytes it used. Panics on output that breaks the framing.
-fn parse_next(buf: &[u8], framing: Framing) -> Option<(Value, usize)> {
+pub(crate) fn parse_next(buf: &[u8], framing: Framing) -> Option<(Value, usize)> {
     match framing {
         Framing::Lines => {
             let nl = buf.iter().position(|&b| b == b'\n')?;
@@ -108,23 +108,23 @@ fn parse_next(buf: &[u8], framing: Framing) -> Option<(Value, usize)> {
 }
 
 /// A running in-memory MCP server.
-struct Mcp {
+pub(crate) struct Mcp {
     tx: Option<Sender<Vec<u8>>>,
-    out: SharedBuf,
+    pub(crate) out: SharedBuf,
     pos: usize,
     framing: Framing,
     thread: Option<JoinHandle<arc_hub::Result<()>>>,
-    next_id: i64,
+    pub(crate) next_id: i64,
     /// Messages read while looking for something else.
     backlog: VecDeque<Value>,
 }
 
 impl Mcp {
-    fn start(url: &str, agent: &str) -> Mcp {
+    pub(crate) fn start(url: &str, agent: &str) -> Mcp {
         Mcp::start_with(Client::http(agent, url), fast(), Framing::Lines)
     }
 
-    fn start_with(client: Client, opts: Options, framing: Framing) -> Mcp {
+    pub(crate) fn start_with(client: Client, opts: Options, framing: Framing) -> Mcp {
         let (tx, rx) = channel();
         let out = SharedBuf::default();
         let reader = ChanReader {
@@ -145,11 +145,11 @@ impl Mcp {
         }
     }
 
-    fn send_raw(&self, bytes: &[u8]) {
+    pub(crate) fn send_raw(&self, bytes: &[u8]) {
         self.tx.as_ref().unwrap().send(bytes.to_vec()).unwrap();
     }
 
-    fn send(&self, v: &Value) {
+    pub(crate) fn send(&self, v: &Value) {
         let text = v.to_string();
         let framed = match self.framing {
             Framing::Lines => format!("{text}\n"),
@@ -159,7 +159,7 @@ impl Mcp {
     }
 
     /// The next output message, if one arrives within `limit`.
-    fn try_next(&mut self, limit: Duration) -> Option<Value> {
+    pub(crate) fn try_next(&mut self, limit: Duration) -> Option<Value> {
         if let Some(v) = self.backlog.pop_front() {
             return Some(v);
         }
@@ -179,13 +179,13 @@ impl Mcp {
         }
     }
 
-    fn next(&mut self) -> Value {
+    pub(crate) fn next(&mut self) -> Value {
         self.try_next(WAIT).expect("a message from the server")
     }
 
     /// Sends a request and returns the response with its id; other
     /// messages (notifications) stay in the backlog.
-    fn request(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn request(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
@@ -203,14 +203,14 @@ impl Mcp {
         panic!("no answer to {method}");
     }
 
-    fn result(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn result(&mut self, method: &str, params: Value) -> Value {
         let r = self.request(method, params);
         assert!(r.get("error").is_none(), "{method}: {r}");
         r["result"].clone()
     }
 
     /// Calls a tool: (text, isError).
-    fn tool(&mut self, name: &str, args: Value) -> (String, bool) {
+    pub(crate) fn tool(&mut self, name: &str, args: Value) -> (String, bool) {
         let r = self.result("tools/call", json!({"name": name, "arguments": args}));
         assert_eq!(r["content"][0]["type"], "text", "{r}");
         (
@@ -220,13 +220,13 @@ impl Mcp {
     }
 
     /// Calls a tool that must succeed and parses its JSON text.
-    fn ok(&mut self, name: &str, args: Value) -> Value {
+    pub(crate) fn ok(&mut self, name: &str, args: Value) -> Value {
         let (text, err) = self.tool(name, args);
         assert!(!err, "{name} failed: {text}");
         serde_json::from_str(&text).unwrap()
     }
 
-    fn init(&mut self) -> Value {
+    pub(crate) fn init(&mut self) -> Value {
         self.result(
             "initialize",
             json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}),
@@ -234,7 +234,7 @@ impl Mcp {
     }
 
     /// Closes stdin; returns the loop's result and how long it took.
-    fn close(mut self) -> (arc_hub::Result<()>, Duration) {
+    pub(crate) fn close(mut self) -> (arc_hub::Result<()>, Duration) {
         let start = Instant::now();
         drop(self.tx.take());
         let h = self.thread.take().unwrap();
@@ -251,7 +251,7 @@ impl Drop for Mcp {
     }
 }
 
-fn agent_ids(h: &TestHub) -> Vec<String> {
+pub(crate) fn agent_ids(h: &TestHub) -> Vec<String> {
     h.get("/v1/agents")
         .result()
         .as_array()
@@ -270,11 +270,17 @@ fn free_port() -> u16 {
 fn initialize_negotiates_and_lifecycle_methods_answer() {
     let h = TestHub::start();
     let mut m = Mcp::start(&h.url, "a");
+    // Issue 15: the negotiation table of the handshake era. A version we
+    // do not serve, 2026-07-28 included (it has no handshake), gets our
+    // newest handshake version.
     for (asked, expected) in [
         ("2024-11-05", "2024-11-05"),
         ("2025-03-26", "2025-03-26"),
         ("2025-06-18", "2025-06-18"),
-        ("2099-01-01", "2025-06-18"),
+        ("2025-11-25", "2025-11-25"),
+        ("2099-01-01", "2025-11-25"),
+        ("2026-07-28", "2025-11-25"),
+        ("", "2025-11-25"),
     ] {
         let r = m.result(
             "initialize",
@@ -284,9 +290,18 @@ fn initialize_negotiates_and_lifecycle_methods_answer() {
             &r,
             &json!({
                 "protocolVersion": expected,
-                "capabilities": {"tools": {}, "resources": {"subscribe": true}},
+                "capabilities": {"tools": {}, "resources": {"subscribe": true},
+                                 "experimental": {"claude/channel": {}}},
                 "serverInfo": {"name": "arc-hub", "version": env!("CARGO_PKG_VERSION")},
             }),
+        );
+        assert!(r.get("resultType").is_none(), "a 2025-era result: {r}");
+    }
+    // A protocolVersion that is not a string, or none at all, too.
+    for params in [json!({"protocolVersion": 7}), json!({})] {
+        assert_eq!(
+            m.result("initialize", params)["protocolVersion"],
+            "2025-11-25"
         );
     }
     // Notifications are never answered; ping is.
@@ -317,17 +332,24 @@ fn initialize_negotiates_and_lifecycle_methods_answer() {
 
 #[test]
 fn tools_list_is_lean_and_keeps_the_reference_six() {
+    // The default profile of `arc mcp` (core, issue 15): the reference's
+    // six first, and the whole list under about 2,000 tokens (the tool
+    // table itself is tested in mcp_tools).
     let h = TestHub::start();
-    let mut m = Mcp::start(&h.url, "a");
+    let opts = Options {
+        tools: arc_hub::mcp::profile::Profile::core(),
+        ..fast()
+    };
+    let mut m = Mcp::start_with(Client::http("a", &h.url), opts, Framing::Lines);
     m.init();
     let r = m.result("tools/list", json!({}));
     let size = r.to_string().len();
     eprintln!("tools/list result: {size} bytes");
-    assert!(size < 4500, "tools/list grew to {size} bytes");
+    assert!(size < 8000, "tools/list grew to {size} bytes");
     let tools = r["tools"].as_array().unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(
-        names,
+        names[..6],
         [
             "arc_post_message",
             "arc_poll_messages",
@@ -335,16 +357,6 @@ fn tools_list_is_lean_and_keeps_the_reference_six() {
             "arc_list_agents",
             "arc_create_channel",
             "arc_rpc_call",
-            "arc_claim",
-            "arc_release",
-            "arc_lock",
-            "arc_unlock",
-            "arc_list_tasks",
-            "arc_complete_task",
-            "arc_read_thread",
-            "arc_inbox",
-            "arc_whoami",
-            "arc_list_channels",
         ]
     );
     for t in tools {
@@ -470,6 +482,8 @@ fn content_length_session_is_fully_framed(h: &TestHub) -> bool {
 fn malformed_input_gets_the_json_rpc_error_codes() {
     let h = TestHub::start();
     let mut m = Mcp::start(&h.url, "a");
+    // After the handshake (issue 15: before it, only ping is served).
+    m.init();
     let cases: Vec<(&[u8], Value, i64)> = vec![
         (b"{not json\n", Value::Null, -32700),
         (b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]\n", Value::Null, -32600),
@@ -1028,15 +1042,18 @@ fn a_closed_stdout_ends_the_loop() {
 // ---------------------------------------------------------------------------
 // The real binary over pipes.
 
-struct Proc {
-    child: Child,
-    out: SharedBuf,
-    pos: usize,
+/// A 2025-era `initialize` (id 0), one line.
+pub(crate) const INIT_LINE: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},\"clientInfo\":{\"name\":\"it\",\"version\":\"1\"}}}\n";
+
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) out: SharedBuf,
+    pub(crate) pos: usize,
     stdin: Option<std::process::ChildStdin>,
 }
 
 impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
+    pub(crate) fn spawn(args: &[&str]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_arc"))
             .args(args)
             .stdin(Stdio::piped())
@@ -1064,14 +1081,14 @@ impl Proc {
         }
     }
 
-    fn write(&mut self, bytes: &[u8]) {
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
         let s = self.stdin.as_mut().unwrap();
         s.write_all(bytes).unwrap();
         s.flush().unwrap();
     }
 
     /// The next message on stdout in `framing` (bounded wait).
-    fn next(&mut self, framing: Framing) -> Value {
+    pub(crate) fn next(&mut self, framing: Framing) -> Value {
         let out = self.out.clone();
         let pos = self.pos;
         let (v, used) = eventually(WAIT, "a message from arc mcp", || {
@@ -1082,7 +1099,7 @@ impl Proc {
     }
 
     /// Closes stdin and waits (bounded) for the exit status.
-    fn finish(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn finish(&mut self) -> std::process::ExitStatus {
         drop(self.stdin.take());
         eventually(Duration::from_secs(10), "arc mcp to exit", || {
             self.child.try_wait().unwrap()
@@ -1179,6 +1196,8 @@ fn binary_works_over_the_file_relay() {
     let spool = spool.to_str().unwrap();
     let mut p = Proc::spawn(&["mcp", "--agent", "sandboxed", "--relay-dir", spool]);
     let lines = Framing::Lines;
+    p.write(INIT_LINE);
+    assert_eq!(p.next(lines)["id"], 0);
     p.write(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"arc_post_message\",\"arguments\":{\"channel\":\"general\",\"body\":\"via the spool\"}}}\n");
     let r = p.next(lines);
     assert_eq!(r["result"]["isError"], false, "{r}");
@@ -1201,7 +1220,10 @@ fn binary_works_over_the_file_relay() {
 fn binary_closes_its_session_on_sigterm() {
     let h = TestHub::start();
     let mut p = Proc::spawn(&["mcp", "--agent", "termed", "--base-url", &h.url]);
-    p.write(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"arc_whoami\"}}\n");
+    p.write(INIT_LINE);
+    assert_eq!(p.next(Framing::Lines)["id"], 0);
+    // (arc_list_agents: the binary offers the core profile by default.)
+    p.write(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"arc_list_agents\"}}\n");
     assert_eq!(p.next(Framing::Lines)["result"]["isError"], false);
     assert!(agent_ids(&h).contains(&"termed".to_string()));
     let pid = p.child.id() as libc::pid_t;
