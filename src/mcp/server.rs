@@ -626,8 +626,11 @@ impl Shared {
         if inbox {
             honored.insert("resourceSubscriptions".into(), json!([INBOX_URI]));
         }
-        // The acknowledgment goes first: nothing is sent for this id before
-        // it, because the push thread learns of the listen only below.
+        // Where pushing starts is fixed before the acknowledgment: a
+        // message posted right after the client sees it is then sent. The
+        // acknowledgment still goes first: the push thread learns of the
+        // listen only below.
+        let start = self.start_point(inbox);
         self.send(&json!({
             "jsonrpc": "2.0",
             "method": "notifications/subscriptions/acknowledged",
@@ -636,7 +639,7 @@ impl Shared {
                 "notifications": honored,
             },
         }));
-        self.change_subscriptions(inbox, |f| {
+        self.apply_subscriptions(start, |f| {
             f.listens.push(Listen {
                 id: id.clone(),
                 inbox,
@@ -649,9 +652,23 @@ impl Shared {
     /// first subscriber (`may_start`), pushing starts from the newest
     /// visible message; if the hub is down the push thread finds the start.
     pub(super) fn change_subscriptions(&self, may_start: bool, change: impl FnOnce(&mut Flags)) {
-        let start = (may_start && !self.flags.lock().inbox_wanted())
+        let start = self.start_point(may_start);
+        self.apply_subscriptions(start, change);
+    }
+
+    /// The newest visible message, when the inbox is about to gain its
+    /// first subscriber (`may_start`): pushing starts after it.
+    fn start_point(&self, may_start: bool) -> Option<crate::wire::Bootstrap> {
+        (may_start && !self.flags.lock().inbox_wanted())
             .then(|| self.client.clone().bootstrap().ok())
-            .flatten();
+            .flatten()
+    }
+
+    fn apply_subscriptions(
+        &self,
+        start: Option<crate::wire::Bootstrap>,
+        change: impl FnOnce(&mut Flags),
+    ) {
         self.flags.update(|f| {
             let was = f.inbox_wanted();
             change(f);
