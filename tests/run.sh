@@ -6,7 +6,9 @@
 #      Windows code paths with a cross toolchain;
 #   3. the interop suite: the reference Python code (megastructure-arc
 #      0.1.1, from PyPI) and the official MCP SDK, in a venv under target/,
-#      against our binary;
+#      against our binary; with it, real MCP clients of both protocol eras
+#      (the Python SDK 2.x in a second venv, the TypeScript SDK 1.x and the
+#      2026-era TypeScript client 2.x from npm, in tests/mcp-clients);
 #   4. the browser test: the dashboard in Debian's Chromium (installed with
 #      apt-get when missing), driven by playwright-core from npm.
 # Works on a fresh machine with Rust, Python 3 and Node 20+; needs no
@@ -66,6 +68,15 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   "megastructure-arc==0.1.1" "mcp==1.30.0"
+# The Python SDK 2.x cannot share a venv with 1.x: a venv of its own.
+MCP2_VENV=target/mcp2-venv
+if [ ! -x "$MCP2_VENV/bin/python" ]; then
+  python3 -m venv "$MCP2_VENV"
+fi
+"$MCP2_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "mcp==2.3.0"
+# The TypeScript clients, pinned in tests/mcp-clients/package-lock.json
+# (@modelcontextprotocol/client 2.x needs Node 20+).
+(cd tests/mcp-clients && npm ci --no-audit --no-fund --loglevel=error </dev/null)
 cargo build --locked --bin arc
 ARC_BIN="$PWD/target/debug/arc" "$VENV/bin/python" -m unittest discover \
   -s tests/interop -p 'test_*.py' -v
