@@ -17,51 +17,18 @@ pub struct Flag {
 
 const HUB: &[&str] = &["*", "ensure"];
 const LOCATE: &[&str] = &["*", "ensure", "stop", "reset"];
-const BASE_URL: &[&str] = &[
-    "relay",
-    "mcp",
-    "smoke-agent",
-    "post",
-    "poll",
-    "whoami",
-    "hook",
-    "hooks",
-    "watch",
-    "reserve",
-    "release-reservation",
-    "next",
-    "handoff",
-    "guard",
-];
-const RELAY_DIR: &[&str] = &[
-    "mcp",
-    "smoke-agent",
-    "post",
-    "poll",
-    "whoami",
-    "hook",
-    "hooks",
-    "watch",
-    "reserve",
-    "release-reservation",
-    "next",
-    "handoff",
-    "guard",
-];
-const AGENT: &[&str] = &[
-    "mcp",
-    "post",
-    "poll",
-    "whoami",
-    "hook",
-    "hooks",
-    "watch",
-    "reserve",
-    "release-reservation",
-    "next",
-    "handoff",
-    "guard",
-];
+/// The commands that act as one agent (and take `--agent`), with any
+/// others that also take the flag being defined.
+macro_rules! agent_cmds {
+    ($($extra:literal),*) => {
+        &[$($extra,)* "mcp", "post", "poll", "whoami", "hook", "hooks", "watch", "reserve",
+          "release-reservation", "next", "handoff", "guard"]
+    };
+}
+
+const AGENT: &[&str] = agent_cmds!();
+const RELAY_DIR: &[&str] = agent_cmds!("smoke-agent");
+const BASE_URL: &[&str] = agent_cmds!("relay", "smoke-agent");
 
 macro_rules! flags {
     ($( $name:literal $value:expr, $cmds:expr => $help:literal; )*) => {
