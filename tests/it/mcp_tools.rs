@@ -4,142 +4,37 @@
 //! and the size of `tools/list` as help and docs/MCP.md state it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use arc_hub::client::{Client, Post};
 use arc_hub::mcp::profile::{self, Profile};
-use arc_hub::mcp::{Options, TOOLS, serve};
+use arc_hub::mcp::{Framing, Options, TOOLS};
 use arc_hub::wire::Message;
 use serde_json::{Value, json};
 
-use crate::support::{TestHub, eventually, ids};
+use crate::support::{TestHub, ids};
 
-const WAIT: Duration = Duration::from_secs(15);
-
-/// Stdin for the loop: chunks over a channel; dropping the sender is EOF.
-struct ChanReader {
-    rx: Receiver<Vec<u8>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChanReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(out.len());
-        out[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl BufRead for ChanReader {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        while self.pos >= self.buf.len() {
-            match self.rx.recv() {
-                Ok(b) => (self.buf, self.pos) = (b, 0),
-                Err(_) => return Ok(&[]),
-            }
-        }
-        Ok(&self.buf[self.pos..])
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.pos += n;
-    }
-}
-
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// An in-memory `arc mcp` for agent `a`, offering `tools`.
-struct Mcp {
-    tx: Option<Sender<Vec<u8>>>,
-    out: SharedBuf,
-    pos: usize,
-    next_id: i64,
-    thread: Option<JoinHandle<arc_hub::Result<()>>>,
-}
+/// The in-memory server of `mcp.rs`, started with a tool profile and
+/// initialised.
+struct Mcp(crate::mcp::Mcp);
 
 impl Mcp {
     fn start(url: &str, tools: Profile) -> Mcp {
-        let (tx, rx) = channel();
-        let out = SharedBuf::default();
-        let reader = ChanReader {
-            rx,
-            buf: Vec::new(),
-            pos: 0,
-        };
         let opts = Options {
-            push_wait: Duration::from_secs(2),
-            retry: Duration::from_millis(100),
-            exit_grace: Duration::from_secs(3),
-            log: false,
             tools,
-            ..Options::default()
+            ..crate::mcp::fast()
         };
-        let (client, writer) = (Client::http("a", url), out.clone());
-        let thread = std::thread::spawn(move || serve(reader, writer, client, opts));
-        let mut m = Mcp {
-            tx: Some(tx),
-            out,
-            pos: 0,
-            next_id: 0,
-            thread: Some(thread),
-        };
-        let params = json!({"protocolVersion": "2025-06-18", "capabilities": {},
-                            "clientInfo": {"name": "it", "version": "1"}});
-        let r = m.request("initialize", params);
-        assert!(r["result"]["protocolVersion"].is_string(), "{r}");
-        let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        let tx = m.tx.as_ref().unwrap();
-        tx.send(format!("{done}\n").into_bytes()).unwrap();
-        m
+        let mut m = crate::mcp::Mcp::start_with(Client::http("a", url), opts, Framing::Lines);
+        m.init();
+        m.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        Mcp(m)
     }
 
     /// Sends a request; its response (notifications are skipped).
     fn request(&mut self, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let tx = self.tx.as_ref().unwrap();
-        tx.send(format!("{line}\n").into_bytes()).unwrap();
-        let start = Instant::now();
-        loop {
-            let next = {
-                let buf = self.out.0.lock().unwrap();
-                buf[self.pos..].iter().position(|&b| b == b'\n').map(|nl| {
-                    let v: Value = serde_json::from_slice(&buf[self.pos..self.pos + nl]).unwrap();
-                    (v, nl + 1)
-                })
-            };
-            match next {
-                Some((v, used)) => {
-                    self.pos += used;
-                    if v.get("id") == Some(&json!(id)) {
-                        return v;
-                    }
-                }
-                None if start.elapsed() > WAIT * 2 => panic!("no answer to {method}"),
-                None => std::thread::sleep(Duration::from_millis(10)),
-            }
-        }
+        self.0.request(method, params)
     }
 
     fn names(&mut self) -> Vec<String> {
@@ -154,32 +49,15 @@ impl Mcp {
 
     /// Calls a tool: (text, isError).
     fn tool(&mut self, name: &str, args: Value) -> (String, bool) {
-        let r = self.request("tools/call", json!({"name": name, "arguments": args}));
-        let res = &r["result"];
-        assert_eq!(res["content"][0]["type"], "text", "{name}: {r}");
-        let text = res["content"][0]["text"].as_str().unwrap().to_string();
-        (text, res["isError"].as_bool().expect("isError is present"))
+        self.0.tool(name, args)
     }
 
     fn ok(&mut self, name: &str, args: Value) -> Value {
-        let (text, err) = self.tool(name, args);
-        assert!(!err, "{name} failed: {text}");
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}: {text}"))
+        self.0.ok(name, args)
     }
 
-    fn close(mut self) {
-        drop(self.tx.take());
-        let h = self.thread.take().unwrap();
-        eventually(Duration::from_secs(10), "serve to return", || {
-            h.is_finished().then_some(())
-        });
-        h.join().unwrap().unwrap();
-    }
-}
-
-impl Drop for Mcp {
-    fn drop(&mut self) {
-        drop(self.tx.take());
+    fn close(self) {
+        self.0.close().0.unwrap();
     }
 }
 
