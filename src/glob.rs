@@ -455,13 +455,15 @@ fn parse_class(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<C
     }
 }
 
-/// The segment-level product automaton. A state `(i, j)` means a common
-/// prefix of segments has been matched by `a[..i]` and `b[..j]`; it
-/// accepts when both are done (`**` steps over itself as zero segments).
-fn product(a: &[Seg], b: &[Seg]) -> bool {
-    let (n, m) = (a.len(), b.len());
+/// A search over the states `(i, j)` of a product of two sequences of
+/// lengths `n` and `m`, from `(0, 0)`: true once `(n, m)` is reached.
+/// `next` pushes the successors of a state; each state is visited once.
+fn reaches_end(
+    n: usize,
+    m: usize,
+    mut next: impl FnMut(usize, usize, &mut Vec<(usize, usize)>),
+) -> bool {
     let mut seen = vec![false; (n + 1) * (m + 1)];
-    let mut pair: Vec<Option<bool>> = vec![None; n * m];
     let mut stack = vec![(0usize, 0usize)];
     while let Some((i, j)) = stack.pop() {
         if std::mem::replace(&mut seen[i * (m + 1) + j], true) {
@@ -470,6 +472,18 @@ fn product(a: &[Seg], b: &[Seg]) -> bool {
         if i == n && j == m {
             return true;
         }
+        next(i, j, &mut stack);
+    }
+    false
+}
+
+/// The segment-level product automaton. A state `(i, j)` means a common
+/// prefix of segments has been matched by `a[..i]` and `b[..j]`; it
+/// accepts when both are done (`**` steps over itself as zero segments).
+fn product(a: &[Seg], b: &[Seg]) -> bool {
+    let m = b.len();
+    let mut pair: Vec<Option<bool>> = vec![None; a.len() * m];
+    reaches_end(a.len(), m, |i, j, stack| {
         let (sa, sb) = (a.get(i), b.get(j));
         if sa == Some(&Seg::Any) {
             stack.push((i + 1, j));
@@ -488,8 +502,7 @@ fn product(a: &[Seg], b: &[Seg]) -> bool {
             }
             _ => {}
         }
-    }
-    false
+    })
 }
 
 /// The char-level product: do two segment globs share a string? A state
@@ -497,16 +510,7 @@ fn product(a: &[Seg], b: &[Seg]) -> bool {
 /// (If the only shared string were empty, both would be `*`, which also
 /// share every one-char string, so a shared non-empty segment exists.)
 fn glob_overlap(a: &[Tok], b: &[Tok]) -> bool {
-    let (n, m) = (a.len(), b.len());
-    let mut seen = vec![false; (n + 1) * (m + 1)];
-    let mut stack = vec![(0usize, 0usize)];
-    while let Some((i, j)) = stack.pop() {
-        if std::mem::replace(&mut seen[i * (m + 1) + j], true) {
-            continue;
-        }
-        if i == n && j == m {
-            return true;
-        }
+    reaches_end(a.len(), b.len(), |i, j, stack| {
         let (ta, tb) = (a.get(i), b.get(j));
         if ta == Some(&Tok::Star) {
             stack.push((i + 1, j));
@@ -521,8 +525,7 @@ fn glob_overlap(a: &[Tok], b: &[Tok]) -> bool {
             (Some(x), Some(y)) if x.meets(y) => stack.push((i + 1, j + 1)),
             _ => {}
         }
-    }
-    false
+    })
 }
 
 #[cfg(test)]
